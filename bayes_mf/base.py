@@ -1,0 +1,161 @@
+"""The estimator contract every method shares (scikit-learn style).
+
+Subclasses set hyper-parameters in ``__init__`` and implement
+
+* ``_fit(ratings)`` -- learn from a validated :class:`~bayes_mf.data.Ratings`;
+* ``_predict_codes(ucode, icode, **kw)`` -- return a dict of per-pair arrays
+  with at least ``"mean"`` (Bayesian methods add ``"sd"``, ``"lo"``, ``"hi"``).
+  Codes are ``-1`` for users/items unseen in training: the method predicts
+  those from its prior / biases.
+
+The base class owns coercion of the input, the id maps, timing, the unseen-id
+policy, clipping to the rating scale and the labelled DataFrame output.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from ._util import rowdot
+from .data import Ratings, encode_pairs, handle_unseen
+
+__all__ = ["RatingsEstimator", "PointFactorEstimator", "NotFittedError"]
+
+
+class NotFittedError(RuntimeError):
+    """Raised when ``predict`` is called before ``fit``."""
+
+
+class RatingsEstimator:
+    """Base class: ``fit(ratings) -> self``, ``predict(pairs) -> DataFrame``.
+
+    Attributes set by :meth:`fit`
+    -----------------------------
+    users_, items_ : pandas.Index
+        Training id maps (position = code).
+    scale_ : (low, high) or None
+        Rating scale used for clipping (``clip=True``); taken from the data's
+        declared scale, else from the observed min/max.
+    global_mean_ : float
+    fit_seconds_ : float
+        Wall time of the fit.
+    """
+
+    #: whether predictions carry a posterior spread (sd, intervals)
+    is_bayesian = False
+
+    def get_params(self) -> dict:
+        """Constructor arguments, as scikit-learn's ``get_params``."""
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, ratings, **ratings_kw):
+        """Fit on training ratings (Ratings, DataFrame or path); returns ``self``."""
+        r = Ratings.coerce(ratings, **ratings_kw)
+        self.users_ = r.users
+        self.items_ = r.items
+        self.scale_ = r.scale if r.scale is not None else (float(r.rating.min()), float(r.rating.max()))
+        self.global_mean_ = float(r.rating.mean())
+        self.n_train_ = len(r)
+        self._names = r.names
+        t0 = time.perf_counter()
+        self._fit(r)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _fit(self, ratings: Ratings) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict_codes(self, ucode: np.ndarray, icode: np.ndarray, **kw) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "users_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(ratings) first")
+
+    # -------------------------------------------------------------- predict
+    def predict(self, pairs, *, unseen: str = "prior", **kw) -> pd.DataFrame:
+        """Predict ratings for any (user, item) pairs.
+
+        Parameters
+        ----------
+        pairs : Ratings, DataFrame with user/item columns, or (users, items)
+            Original ids, as in the training data.
+        unseen : {"prior", "drop", "error"}
+            Pairs whose user or item was not in training are predicted from
+            the prior/biases (``"prior"``), dropped, or rejected; their count
+            is always reported with a warning.
+        **kw
+            Method-specific options (e.g. ``interval=0.9`` for Bayesian ones).
+
+        Returns
+        -------
+        DataFrame
+            ``user``, ``item``, ``mean`` (and ``sd``, ``lo``, ``hi`` for
+            posterior methods), plus ``rating`` when the pairs carry one.
+            Values are clipped to ``scale_`` when ``clip`` is on;
+            ``attrs["clipped_to"]`` says so.
+        """
+        self._check_fitted()
+        uname, iname = getattr(self, "_names", ("user", "item"))[:2]
+        if isinstance(pairs, pd.DataFrame) and uname not in pairs.columns and "user" in pairs.columns:
+            uname, iname = "user", "item"
+        uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_, names=(uname, iname))
+        keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
+        observed = _observed_ratings(pairs)
+        if not keep.all():
+            uid, iid, uc, ic = uid[keep], iid[keep], uc[keep], ic[keep]
+            observed = None if observed is None else observed[keep]
+        out = self._predict_codes(uc.astype(np.int64), ic.astype(np.int64), **kw)
+        clip = getattr(self, "clip", True)
+        frame = pd.DataFrame({"user": uid, "item": iid})
+        for name, values in out.items():
+            if clip and name in ("mean", "lo", "hi"):
+                values = np.clip(values, *self.scale_)
+            frame[name] = values
+        if observed is not None:
+            frame["rating"] = observed
+        frame.attrs["method"] = type(self).__name__
+        frame.attrs["clipped_to"] = tuple(self.scale_) if clip else None
+        frame.attrs["n_unseen"] = int(((uc < 0) | (ic < 0)).sum())
+        return frame
+
+
+class PointFactorEstimator(RatingsEstimator):
+    r"""Shared prediction of point estimates :math:`\mu + b_i + c_j + U_i^\top V_j`.
+
+    Subclasses set ``U_``, ``V_``, ``user_bias_`` and ``item_bias_`` in
+    ``_fit``.  For an unseen user or item the prior mean of its factors (0)
+    and of its bias (0) is used, so only the known side's bias remains.
+    """
+
+    def _eta(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return self.user_bias_[u] + self.item_bias_[i] + rowdot(self.U_, self.V_, u, i)
+
+    def _predict_codes(self, ucode, icode):
+        known = (ucode >= 0) & (icode >= 0)
+        mean = np.full(ucode.shape, self.global_mean_)
+        mean[ucode >= 0] += self.user_bias_[ucode[ucode >= 0]]
+        mean[icode >= 0] += self.item_bias_[icode[icode >= 0]]
+        mean[known] += rowdot(self.U_, self.V_, ucode[known], icode[known])
+        return {"mean": mean}
+
+
+def _observed_ratings(pairs):
+    if isinstance(pairs, Ratings):
+        return pairs.rating
+    if isinstance(pairs, pd.DataFrame):
+        for col in ("rating",):
+            if col in pairs.columns:
+                return pd.to_numeric(pairs[col], errors="coerce").to_numpy(dtype=float)
+    return None
