@@ -22,7 +22,7 @@ import pandas as pd
 from ._util import rowdot
 from .data import Ratings, encode_pairs, handle_unseen
 
-__all__ = ["RatingsEstimator", "PointFactorEstimator", "NotFittedError"]
+__all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "NotFittedError"]
 
 
 class NotFittedError(RuntimeError):
@@ -159,3 +159,64 @@ def _observed_ratings(pairs):
             if col in pairs.columns:
                 return pd.to_numeric(pairs[col], errors="coerce").to_numpy(dtype=float)
     return None
+
+
+class BayesianEstimator(RatingsEstimator):
+    """Shared prediction for methods whose fit yields posterior draws.
+
+    Subclasses set, in ``_fit``, ``result_`` (the ``xarray.DataTree`` of
+    :mod:`bayes_mf.results`).  Predictions then come from the posterior
+    predictive (noise included) via :func:`bayes_mf.predict.posterior_predictive`.
+    """
+
+    is_bayesian = True
+
+    @property
+    def draws_(self):
+        """Posterior draws flattened for prediction (cached per result)."""
+        from .results import draws_from_result
+
+        cached = getattr(self, "_draws_cache", None)
+        if cached is None or cached[0] is not self.result_:
+            self._draws_cache = (self.result_, draws_from_result(self.result_))
+        return self._draws_cache[1]
+
+    def _predict_codes(self, ucode, icode, *, interval: float = 0.9, include_noise: bool = True,
+                       max_draws: int | None = None, random_seed=None):
+        from .predict import posterior_predictive
+
+        seed = getattr(self, "random_seed", None) if random_seed is None else random_seed
+        draws = self.draws_.thin(max_draws)
+        out = posterior_predictive(draws, ucode, icode, interval=interval,
+                                   include_noise=include_noise, random_seed=seed)
+        if draws.n_draws == 1:
+            # a point estimate has no posterior spread: never fake one
+            out["sd"][:] = np.nan
+            out["lo"][:] = np.nan
+            out["hi"][:] = np.nan
+        return out
+
+    def predict_draws(self, pairs, *, unseen: str = "prior", include_noise: bool = True,
+                      max_draws: int | None = None, random_seed=None):
+        """Posterior predictive draws as a DataArray with dims (chain, draw, obs).
+
+        Memory is draws x pairs floats: thin with ``max_draws`` or pass a
+        subset of pairs for large problems.
+        """
+        import xarray as xr
+
+        from .predict import posterior_predictive
+
+        self._check_fitted()
+        uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_)
+        keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
+        uid, iid, uc, ic = uid[keep], iid[keep], uc[keep], ic[keep]
+        seed = getattr(self, "random_seed", None) if random_seed is None else random_seed
+        draws = self.draws_.thin(max_draws)
+        out = posterior_predictive(draws, uc, ic, include_noise=include_noise, random_seed=seed,
+                                   return_draws=True)
+        post = self.result_["posterior"]
+        n_chain = post.sizes["chain"] if max_draws is None else 1
+        y = out["draws"].reshape(n_chain, -1, len(uc))
+        return xr.DataArray(y, dims=("chain", "draw", "obs"),
+                            coords={"user": ("obs", uid), "item": ("obs", iid)}, name="rating")
