@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._util import SideIndex, rowdot
+from ._util import SideIndex
 from .base import PointFactorEstimator
 from .data import Ratings
 
@@ -68,9 +68,11 @@ class ALS(PointFactorEstimator):
     n_factors : int
         Rank :math:`k` of :math:`U` and :math:`V`.
     reg : float
-        :math:`\lambda` for the factors.
+        :math:`\lambda` for the factors.  The default (14, plain) was chosen
+        by validation on a 10 % hold-out of MovieLens 100K ``u1.base``
+        (rank 10); with ``"weighted"`` values near 0.1 play the same role.
     reg_bias : float
-        :math:`\lambda` for the biases.
+        :math:`\lambda` for the biases (chosen the same way).
     regularization : {"weighted", "plain"}
         ``"plain"``: penalty :math:`\lambda\|U_i\|^2` (the PMF prior);
         ``"weighted"``: :math:`\lambda n_i \|U_i\|^2`.
@@ -100,9 +102,9 @@ class ALS(PointFactorEstimator):
         self,
         n_factors: int = 10,
         *,
-        reg: float = 0.1,
-        reg_bias: float = 0.1,
-        regularization: Literal["weighted", "plain"] = "weighted",
+        reg: float = 14.0,
+        reg_bias: float = 5.0,
+        regularization: Literal["weighted", "plain"] = "plain",
         biases: bool = True,
         max_iter: int = 20,
         tol: float = 1e-5,

@@ -43,8 +43,13 @@ class UnseenIdsWarning(UserWarning):
     """Emitted when pairs hold users or items that the training data lacks."""
 
 
+def _py(value):
+    """A NumPy scalar as the plain Python value, so messages read ``10``, not ``np.int64(10)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _row_label(frame: pd.DataFrame, pos: int) -> str:
-    return f"row {frame.index[pos]!r}"
+    return f"row {_py(frame.index[pos])!r}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +138,7 @@ class Ratings:
             raise RatingsError(
                 f"column {rating_col!r} has {int(bad.sum())} missing, non-finite or "
                 f"non-numeric value(s); first at {_row_label(frame, pos)}: "
-                f"{raw.iloc[pos]!r}"
+                f"{_py(raw.iloc[pos])!r}"
             )
         if scale is not None:
             lo, hi = (float(s) for s in scale)
@@ -145,7 +150,7 @@ class Ratings:
                 raise RatingsError(
                     f"column {rating_col!r} has {int(out.sum())} value(s) outside the "
                     f"declared scale [{lo:g}, {hi:g}]; first at {_row_label(frame, pos)}: "
-                    f"{values[pos]!r}"
+                    f"{_py(values[pos])!r}"
                 )
             scale = (lo, hi)
 
@@ -158,8 +163,8 @@ class Ratings:
                 pos = int(np.flatnonzero(dup)[0])
                 raise RatingsError(
                     f"{int(dup.sum())} rows repeat a ({user_col}, {item_col}) pair; first at "
-                    f"{_row_label(frame, pos)}: ({table['user'].iloc[pos]!r}, "
-                    f"{table['item'].iloc[pos]!r}). Pass duplicates='mean' or 'last' to merge."
+                    f"{_row_label(frame, pos)}: ({_py(table['user'].iloc[pos])!r}, "
+                    f"{_py(table['item'].iloc[pos])!r}). Pass duplicates='mean' or 'last' to merge."
                 )
             if duplicates == "mean":
                 table = table.groupby(["user", "item"], sort=False, as_index=False)["rating"].mean()
@@ -343,8 +348,8 @@ def handle_unseen(ucode, icode, policy: UnseenPolicy, *, user_ids=None, item_ids
     if policy == "error":
         pos = int(np.flatnonzero(unseen)[0])
         which = (
-            f"user {user_ids[pos]!r}" if unseen_u[pos] and user_ids is not None
-            else f"item {item_ids[pos]!r}" if item_ids is not None else "id"
+            f"user {_py(user_ids[pos])!r}" if unseen_u[pos] and user_ids is not None
+            else f"item {_py(item_ids[pos])!r}" if item_ids is not None else "id"
         )
         raise RatingsError(
             f"{n} of {len(ucode)} {what} have a user or item absent from training "

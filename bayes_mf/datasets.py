@@ -80,7 +80,9 @@ def _spec(variant: str) -> dict:
     try:
         return _ARCHIVES[str(variant).lower()]
     except KeyError:
-        raise ValueError(f"unknown MovieLens variant {variant!r}; choose one of {sorted(_ARCHIVES)}") from None
+        raise ValueError(
+            f"unknown MovieLens variant {variant!r}; choose one of {sorted(_ARCHIVES)}"
+        ) from None
 
 
 def _download(url: str, dest: Path, *, quiet: bool = False) -> None:

@@ -57,12 +57,12 @@ class GradientDescentMF(PointFactorEstimator):
         self,
         n_factors: int = 10,
         *,
-        reg: float = 5.0,
+        reg: float = 14.0,
         reg_bias: float = 5.0,
         biases: bool = True,
-        learning_rate: float = 0.5,
+        learning_rate: float = 0.1,
         momentum: float = 0.9,
-        max_iter: int = 300,
+        max_iter: int = 500,
         tol: float = 1e-6,
         init_scale: float = 0.1,
         clip: bool = True,
@@ -109,7 +109,13 @@ class GradientDescentMF(PointFactorEstimator):
                           + lamb * (b @ b + c @ c)) / len(r)
             self.loss_curve_.append(float(loss))
             self.n_iter_ = it + 1
-            if np.isfinite(prev) and (prev - loss) <= self.tol * abs(prev):
+            if not np.isfinite(loss) or loss > 1e3 * self.loss_curve_[0]:
+                raise FloatingPointError(
+                    f"gradient descent diverged at iteration {it} (objective {loss:.3g}): "
+                    f"lower learning_rate (now {self.learning_rate})"
+                )
+            # momentum makes the objective non-monotone: stop on a small change either way
+            if np.isfinite(prev) and abs(prev - loss) <= self.tol * abs(prev):
                 break
             prev = loss
             grads = [(lam * U - by_user.rhs(V, e)) / nu,

@@ -1,0 +1,382 @@
+r"""PyMC models of the PMF family, built over the observed index arrays only.
+
+Every model is assembled by :func:`build_model` from one small function per
+idea of Salakhutdinov & Mnih (2007, 2008), so that the ideas compose instead
+of being copied into variants:
+
+===================  ======================================================
+idea                 building block
+===================  ======================================================
+factor priors        :func:`factor_prior` -- ``"fixed"``, ``"adaptive"``,
+                     ``"bpmf"``
+biases               :func:`bias_terms` -- global mean + user/item offsets
+constrained PMF      :func:`constrained_user_factors`
+link                 :func:`link_mean` -- identity or logistic
+noise                :func:`noise_scale`
+===================  ======================================================
+
+The generative model (all options on) is
+
+.. math::
+    R_{ij} \sim N\bigl(g(\eta_{ij}),\ \sigma^2\bigr),\qquad
+    \eta_{ij} = \mu + b_i + c_j + U_i^\top V_j ,
+
+over the observed pairs :math:`(i, j)\in\Omega` only: the linear predictor is
+``(U[user_idx] * V[item_idx]).sum(-1)`` on index arrays held in ``pm.Data``;
+no users x items matrix is ever formed, so the cost of one log-density
+gradient is :math:`O(|\Omega| k)`.
+
+Model scale
+    With the identity link the model works on the raw ratings; the global
+    mean :math:`\mu` is the training mean (plain PMF, "ratings centred on
+    the training mean") or a free parameter centred there (with biases).
+    With the logistic link ratings are mapped to :math:`[0, 1]` by
+    :math:`t(x) = (x - 1)/(K - 1)` for a scale ``(1, K)``, :math:`g` is the
+    logistic function and :math:`\sigma` lives on that unit scale.
+
+Variable names
+    Are those of :mod:`bayes_mf.results` (``U``, ``V``, ``sigma``, ``mu``,
+    ``user_bias``, ``item_bias``, ``sigma_u``, ``sigma_v``, ``sigma_b``,
+    ``sigma_c``), so the posterior converts to the shared result format by
+    selection.  Constants (fixed scales, a fixed mean) are stored as
+    ``pm.Deterministic`` so that every method reports the same variables.
+
+Data
+    ``user_idx``, ``item_idx`` and ``rating_data`` are ``pm.Data`` over the
+    ``obs`` dim: ``pm.set_data({...}, coords={"obs": ...})`` followed by
+    ``pm.sample_posterior_predictive`` predicts new pairs of known ids.
+    (:meth:`bayes_mf.inference.PMF.predict` does the same in NumPy, in
+    chunks, and also handles unseen ids.)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .data import Ratings
+
+__all__ = [
+    "PRIORS",
+    "LINKS",
+    "build_model",
+    "default_scales",
+    "to_model_scale",
+    "factor_prior",
+    "bias_terms",
+    "constrained_user_factors",
+    "noise_scale",
+    "link_mean",
+]
+
+PRIORS = ("fixed", "adaptive", "bpmf")
+LINKS = ("identity", "logistic")
+
+#: names of the scale parameters, per role
+SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")
+
+
+# --------------------------------------------------------------------- checks
+def check_options(*, n_factors, priors, link, scale=None) -> None:
+    """Validate model options; raise ``ValueError`` naming the argument."""
+    if isinstance(n_factors, bool) or not isinstance(n_factors, int | np.integer) or n_factors < 1:
+        raise ValueError(f"n_factors must be an integer >= 1, got {n_factors!r}")
+    if priors not in PRIORS:
+        raise ValueError(f"priors must be one of {PRIORS}, got {priors!r}")
+    if link not in LINKS:
+        raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+    if link == "logistic":
+        if scale is None:
+            raise ValueError(
+                "link='logistic' needs a rating scale (low, high) to map ratings to [0, 1]; "
+                "the ratings declare none: pass scale=(low, high) or use link='identity'"
+            )
+        lo, hi = scale
+        if not hi > lo:
+            raise ValueError(f"scale must satisfy high > low, got {scale!r}")
+
+
+def to_model_scale(rating: np.ndarray, link: str, scale) -> np.ndarray:
+    r"""Ratings on the model's scale: raw (identity) or :math:`t(x) = (x - lo)/(hi - lo)` (logistic)."""
+    rating = np.asarray(rating, dtype=float)
+    if link == "logistic":
+        lo, hi = scale
+        return (rating - lo) / (hi - lo)
+    return rating
+
+
+def _logit(p):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def default_scales(y: np.ndarray, n_factors: int) -> dict:
+    r"""Rough moment-based scales, used only where nothing better is given.
+
+    :math:`\sigma` is the sd of the (model-scale) ratings; :math:`\sigma_U =
+    \sigma_V` are set so that the prior variance of :math:`U_i^\top V_j`,
+    :math:`k\sigma_U^2\sigma_V^2`, is a quarter of the rating variance, and
+    the bias scales to half the rating sd.  The estimator replaces them by
+    type-II (empirical Bayes) estimates, see :mod:`bayes_mf.inference`.
+    """
+    sd = float(np.std(y)) or 1.0
+    su = (0.25 * sd**2 / n_factors) ** 0.25
+    return {"sigma": sd, "sigma_u": su, "sigma_v": su, "sigma_b": sd / 2, "sigma_c": sd / 2}
+
+
+# ---------------------------------------------------------------- components
+def noise_scale(priors: str, value: float | None, y_sd: float):
+    r"""Noise sd :math:`\sigma`: a constant for ``"fixed"`` priors, else
+    :math:`\sigma \sim \mathrm{HalfNormal}(s)` with :math:`s` = ``value`` or
+    the sd of the ratings (a weak, scale-aware hyperprior)."""
+    import pymc as pm
+
+    if priors == "fixed":
+        return pm.Deterministic("sigma", pm.math.constant(float(value)))
+    return pm.HalfNormal("sigma", sigma=float(value) if value is not None else float(y_sd))
+
+
+def factor_prior(
+    name: str,
+    dim: str,
+    *,
+    priors: str,
+    scale_name: str,
+    scale: float | None = None,
+    mean: np.ndarray | None = None,
+    cov: np.ndarray | None = None,
+):
+    r"""Latent factors of one side, ``name`` with dims ``(dim, "factor")``.
+
+    ``"fixed"``
+        :math:`F_r \sim N(0, s^2 I)` with the constant :math:`s` = ``scale``
+        (PMF, section 2 of the paper).
+    ``"adaptive"``
+        :math:`s \sim \mathrm{HalfNormal}(h)`, :math:`F_r \sim N(0, s^2 I)`
+        with :math:`h` = ``scale`` or 1: the scale is learned (automatic
+        complexity control, section 3), no hand-tuned :math:`\lambda`.
+    ``"bpmf"``
+        :math:`F_r \sim N(m, \Lambda^{-1})` with :math:`m \sim N(0, I)` and
+        :math:`\Lambda^{-1} = LL^\top`, :math:`L` the Cholesky factor of an
+        LKJ(2) correlation times HalfNormal(1) sds -- the PyMC counterpart
+        of BPMF's Normal-Wishart.  If ``mean`` and ``cov`` are given they
+        are used as constants instead (a type-II plug-in).  The scalar
+        ``scale_name`` is recorded as :math:`\sqrt{\mathrm{tr}\,\Lambda^{-1}/k}`
+        (used only to draw factors of unseen ids, which then ignore :math:`m`
+        and the correlations).
+
+    Returns the factor tensor.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if priors == "fixed":
+        s = pm.Deterministic(scale_name, pm.math.constant(float(scale)))
+        return pm.Normal(name, 0.0, s, dims=(dim, "factor"))
+    if priors == "adaptive":
+        s = pm.HalfNormal(scale_name, sigma=1.0 if scale is None else float(scale))
+        return pm.Normal(name, 0.0, s, dims=(dim, "factor"))
+    k = len(pm.modelcontext(None).coords["factor"])
+    if mean is not None and cov is not None:
+        chol = np.linalg.cholesky(np.asarray(cov, float))
+        pm.Deterministic(scale_name, pm.math.constant(float(np.sqrt(np.trace(cov) / k))))
+        return pm.MvNormal(name, mu=np.asarray(mean, float), chol=chol, dims=(dim, "factor"))
+    m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor")
+    chol, _, sds = pm.LKJCholeskyCov(
+        f"chol_{name.lower()}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(1.0, shape=k), compute_corr=True
+    )
+    pm.Deterministic(scale_name, pt.sqrt(pt.mean(sds**2)))
+    return pm.MvNormal(name, mu=m, chol=chol, dims=(dim, "factor"))
+
+
+def constrained_user_factors(
+    prior_kw: dict, user_code: np.ndarray, item_code: np.ndarray, n_users: int, n_items: int
+):
+    r"""Constrained PMF: :math:`U_i = Y_i + \sum_k I_{ik} W_k / \sum_k I_{ik}`.
+
+    :math:`I_{ik} = 1` when user :math:`i` rated item :math:`k` in training,
+    so users who rated similar sets of items get similar factors even with
+    few ratings.  :math:`Y` gets the user-factor prior, :math:`W` (items x
+    factors) the same family with its own scale ``sigma_w``.  The average
+    is a scatter-add over the observed pairs (a constant of the model, not
+    of the data being predicted), never a dense indicator matrix.
+
+    Returns the effective :math:`U`, stored as the deterministic ``U``.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    Y = factor_prior("Y", "user", scale_name="sigma_y", **prior_kw["Y"])
+    W = factor_prior("W", "item", scale_name="sigma_w", **prior_kw["W"])
+    counts = np.maximum(np.bincount(user_code, minlength=n_users), 1).astype(float)
+    summed = pt.inc_subtensor(pt.zeros((n_users, W.shape[1]))[np.asarray(user_code, np.int64)],
+                              W[np.asarray(item_code, np.int64)])
+    U = pm.Deterministic("U", Y + summed / counts[:, None], dims=("user", "factor"))
+    # the scale used for unseen users: Y's (an unseen user has no rated set)
+    pm.Deterministic("sigma_u", pm.modelcontext(None)["sigma_y"])
+    return U
+
+
+def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float | None):
+    r"""Global mean :math:`\mu \sim N(\bar y, 1)` and offsets
+    :math:`b_i \sim N(0, \sigma_b^2)`, :math:`c_j \sim N(0, \sigma_c^2)`.
+
+    The bias scales are constants for ``"fixed"`` priors and
+    :math:`\mathrm{HalfNormal}` (scale ``sigma_b``/``sigma_c`` or 1) otherwise:
+    the offsets are plain exchangeable effects even under the BPMF prior.
+    Returns ``(mu, user_bias, item_bias)``.
+    """
+    import pymc as pm
+
+    mu = pm.Normal("mu", mu=float(center), sigma=1.0)
+    out = []
+    for name, sname, dim, value in (("user_bias", "sigma_b", "user", sigma_b),
+                                    ("item_bias", "sigma_c", "item", sigma_c)):
+        if priors == "fixed":
+            s = pm.Deterministic(sname, pm.math.constant(float(value)))
+        else:
+            s = pm.HalfNormal(sname, sigma=1.0 if value is None else float(value))
+        out.append(pm.Normal(name, 0.0, s, dims=dim))
+    return mu, out[0], out[1]
+
+
+def link_mean(eta, link: str):
+    r"""Mean rating on the model scale: :math:`\eta` or :math:`g(\eta) = 1/(1 + e^{-\eta})`."""
+    import pymc as pm
+
+    return pm.math.sigmoid(eta) if link == "logistic" else eta
+
+
+# --------------------------------------------------------------------- model
+def build_model(
+    ratings: Ratings,
+    n_factors: int = 10,
+    *,
+    priors: Literal["fixed", "adaptive", "bpmf"] = "adaptive",
+    biases: bool = True,
+    link: Literal["identity", "logistic"] = "identity",
+    constrained: bool = False,
+    sigma: float | None = None,
+    sigma_u: float | None = None,
+    sigma_v: float | None = None,
+    sigma_b: float | None = None,
+    sigma_c: float | None = None,
+    sigma_w: float | None = None,
+    factor_moments: dict | None = None,
+    scale: tuple[float, float] | None = None,
+    batch_size: int | None = None,
+):
+    r"""The PyMC model of the PMF family for training ratings.
+
+    Parameters
+    ----------
+    ratings : Ratings
+        Training data; codes index the factors, ids label the coords.
+    n_factors : int
+        Rank :math:`k`.
+    priors : {"fixed", "adaptive", "bpmf"}
+        See :func:`factor_prior`.  With ``"fixed"`` the scale arguments are
+        the scales themselves (missing ones fall back to
+        :func:`default_scales`); otherwise they are the scales of the
+        HalfNormal hyperpriors (default 1, the rating sd for ``sigma``).
+    biases : bool
+        Add :math:`\mu + b_i + c_j` with learned scales (:func:`bias_terms`);
+        without, :math:`\mu` is the constant training mean.
+    link : {"identity", "logistic"}
+        See :func:`link_mean`; ``"logistic"`` needs ``scale``.
+    constrained : bool
+        Constrained PMF user factors (:func:`constrained_user_factors`).
+    sigma, sigma_u, sigma_v, sigma_b, sigma_c, sigma_w : float, optional
+        Scales (fixed) or hyperprior scales (adaptive); on the model scale.
+    factor_moments : dict, optional
+        For ``priors="bpmf"``: ``{"U": (mean, cov), "V": (mean, cov)}``
+        constants replacing the hierarchical mean and covariance (type-II
+        plug-in, as used by MAP).
+    scale : (low, high), optional
+        Rating scale; defaults to ``ratings.scale``.
+    batch_size : int, optional
+        Observe random minibatches of this many ratings (for ADVI), the
+        likelihood rescaled by ``total_size``.  Not for sampling.
+
+    Returns
+    -------
+    pymc.Model
+        With coords ``user``, ``item``, ``factor``, ``obs`` and data
+        ``user_idx``, ``item_idx``, ``rating_data``.
+    """
+    import pymc as pm
+
+    scale = ratings.scale if scale is None else tuple(scale)
+    check_options(n_factors=n_factors, priors=priors, link=link, scale=scale)
+    if batch_size is not None and (int(batch_size) < 1 or int(batch_size) > len(ratings)):
+        raise ValueError(f"batch_size must be in [1, {len(ratings)}], got {batch_size!r}")
+    y = to_model_scale(ratings.rating, link, scale)
+    y_mean = float(y.mean())
+    center = _logit(y_mean) if link == "logistic" else y_mean
+    given = {"sigma": sigma, "sigma_u": sigma_u, "sigma_v": sigma_v, "sigma_b": sigma_b,
+             "sigma_c": sigma_c}
+    if priors == "fixed":
+        dflt = default_scales(y, n_factors)
+        given = {k: (dflt[k] if v is None else float(v)) for k, v in given.items()}
+        if sigma_w is None:
+            sigma_w = given["sigma_v"]
+    moments = factor_moments or {}
+
+    coords = {
+        "user": ratings.users.to_numpy(),
+        "item": ratings.items.to_numpy(),
+        "factor": np.arange(int(n_factors)),
+        "obs": np.arange(len(ratings)),
+    }
+    with pm.Model(coords=coords) as model:
+        user_idx = pm.Data("user_idx", ratings.user.astype(np.int64), dims="obs")
+        item_idx = pm.Data("item_idx", ratings.item.astype(np.int64), dims="obs")
+        rating_data = pm.Data("rating_data", y, dims="obs")
+
+        def side_kw(value, key):
+            mean, cov = moments.get(key, (None, None))
+            return {"priors": priors, "scale": value, "mean": mean, "cov": cov}
+
+        if constrained:
+            U = constrained_user_factors(
+                {"Y": side_kw(given["sigma_u"], "U"),
+                 "W": side_kw(sigma_w, "W")},
+                ratings.user, ratings.item, ratings.n_users, ratings.n_items,
+            )
+        else:
+            U = factor_prior("U", "user", scale_name="sigma_u", **side_kw(given["sigma_u"], "U"))
+        V = factor_prior("V", "item", scale_name="sigma_v", **side_kw(given["sigma_v"], "V"))
+        if biases:
+            mu, b, c = bias_terms(priors, center, given["sigma_b"], given["sigma_c"])
+        else:
+            mu = pm.Deterministic("mu", pm.math.constant(center))
+        s = noise_scale(priors, given["sigma"], float(np.std(y)) or 1.0)
+
+        if batch_size is not None:
+            u_obs, i_obs, y_obs = pm.Minibatch(user_idx, item_idx, rating_data, batch_size=int(batch_size))
+            obs_kw = {"total_size": len(ratings)}
+        else:
+            u_obs, i_obs, y_obs = user_idx, item_idx, rating_data
+            obs_kw = {"dims": "obs"}
+        eta = mu + (U[u_obs] * V[i_obs]).sum(axis=-1)
+        if biases:
+            eta = eta + b[u_obs] + c[i_obs]
+        pm.Normal("rating", mu=link_mean(eta, link), sigma=s, observed=y_obs, **obs_kw)
+    model.bayes_mf_spec = {
+        "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
+        "constrained": bool(constrained), "scale": scale, "center": center,
+    }
+    return model
+
+
+def model_name(priors: str, biases: bool, link: str, constrained: bool) -> str:
+    """Short label of a model variant, e.g. ``"adaptive+biases"``."""
+    parts = [priors]
+    if biases:
+        parts.append("biases")
+    if constrained:
+        parts.append("constrained")
+    if link != "identity":
+        parts.append(link)
+    return "+".join(parts)

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from bayes_mf.cli import main
+
+
+def test_compare_default_runs_on_synthetic(capsys):
+    assert main(["compare", "--methods", "baseline,als"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "als" in out and "n/a" in out
+
+
+def test_compare_json_schema(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["compare", "--methods", "mean,als", "--rank", "3", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["data"] == "synthetic" and doc["fold"] is None
+    rows = {r["method"]: r for r in doc["results"]}
+    assert set(rows) == {"mean", "als"}
+    for key in ("rmse", "mae", "fit_seconds", "n_train", "n_test"):
+        assert key in rows["als"]
+    assert rows["als"]["rmse"] < rows["mean"]["rmse"] and rows["als"]["coverage"] is None
+
+
+def test_compare_on_csv_path(tmp_path, sim_small, capsys):
+    p = tmp_path / "r.csv"
+    sim_small.ratings.to_frame().to_csv(p, index=False)
+    assert main(["compare", "--data", str(p), "--methods", "baseline"]) == 0
+    assert str(p) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["compare", "--methods", "svd"], "unknown method"),
+    (["compare", "--rank", "0"], "--rank"),
+    (["compare", "--data", "/no/such/file.csv"], "error"),
+    (["compare", "--fold", "2"], "--fold applies"),
+])
+def test_compare_bad_arguments(args, msg, capsys):
+    assert main(args) == 2
+    assert msg in capsys.readouterr().err
+
+
+@pytest.mark.movielens
+def test_compare_movielens_fold(movielens_dir, tmp_path, capsys):
+    out = tmp_path / "ml.json"
+    assert main(["compare", "--data", "ml-100k", "--fold", "1", "--methods", "baseline,als",
+                 "--json", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["als"]["rmse"] <= 0.930 and rows["baseline"]["rmse"] < 0.97
