@@ -68,6 +68,9 @@ class RatingsEstimator:
         self.global_mean_ = float(r.rating.mean())
         self.n_train_ = len(r)
         self._names = r.names
+        # kept so that recommend() can exclude what a user has already rated
+        self.train_user_codes_ = r.user
+        self.train_item_codes_ = r.item
         t0 = time.perf_counter()
         self._fit(r)
         self.fit_seconds_ = time.perf_counter() - t0
@@ -78,6 +81,14 @@ class RatingsEstimator:
 
     def _predict_codes(self, ucode: np.ndarray, icode: np.ndarray, **kw) -> dict:  # pragma: no cover
         raise NotImplementedError
+
+    def recommend(self, user, n: int = 10, *, strategy: str = "mean", exclude_rated: bool = True,
+                  titles=None, interval: float = 0.9, random_seed=None) -> pd.DataFrame:
+        """Top-``n`` items for one user; see :func:`bayes_mf.recommend.recommend`."""
+        from .recommend import recommend
+
+        return recommend(self, user, n, strategy=strategy, exclude_rated=exclude_rated, titles=titles,
+                         interval=interval, random_seed=random_seed)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "users_"):

@@ -37,11 +37,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="hold-out fraction for non-MovieLens-100K data (default 0.2)")
     c.add_argument("--interval", type=float, default=0.9, help="interval probability (default 0.9)")
     c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
+    c.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write results.json, report.md and figures/ into DIR")
+
+    r = sub.add_parser("recommend", help="top-n items for a user, with predictive intervals")
+    r.add_argument("--user", required=True, help="the user's id as in the data")
+    r.add_argument("--data", default="synthetic",
+                   help="'synthetic' (default), 'ml-100k' (all 100k ratings, titles shown) or a CSV/TSV path")
+    r.add_argument("--method", default="gibbs", help="estimator to fit (default gibbs)")
+    r.add_argument("--strategy", default="mean", choices=["mean", "ucb", "thompson"])
+    r.add_argument("--n", type=int, default=10, help="number of items (default 10)")
+    r.add_argument("--include-rated", action="store_true", help="do not exclude items the user rated")
+    r.add_argument("--rank", type=int, default=10)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--model", type=Path, default=None, help="load a saved estimator instead of fitting")
+    r.add_argument("--save", type=Path, default=None, help="save the fitted estimator to this folder")
     return p
 
 
 def _compare(args) -> int:
-    from .compare import METHODS, compare, format_table, load_data, to_json
+    from .compare import METHODS, format_table, load_data, run, to_json, write_report
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -60,19 +75,81 @@ def _compare(args) -> int:
           f"test {len(test)}; rank {args.rank}, seed {args.seed}; predictions clipped to "
           f"[{train.scale[0] if train.scale else train.rating.min():.3g}, "
           f"{train.scale[1] if train.scale else train.rating.max():.3g}]", flush=True)
-    table = compare(train, test, methods, n_factors=args.rank, random_seed=args.seed,
-                    interval=args.interval, progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
+    comp = run(train, test, methods, n_factors=args.rank, random_seed=args.seed, interval=args.interval,
+               progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
+    table = comp.table
     print(format_table(table, args.interval))
-    print("coverage: share of test ratings inside the central interval; n/a = point estimate (no spread)")
+    print("cov50/cov90: share of test ratings inside the central predictive interval; lpd: mean Gaussian "
+          "log predictive density; rhat/ess: on predicted ratings; n/a = point estimate (no spread)")
+    fold = None
+    if args.data in ("ml-100k", "100k", "movielens"):
+        fold = 1 if args.fold is None else args.fold
+    extra = {"rank": args.rank, "seed": args.seed, "interval": args.interval, "description": desc}
     if args.json:
-        fold = args.fold if args.data in ("ml-100k", "100k", "movielens") else None
-        if args.data in ("ml-100k", "100k", "movielens") and fold is None:
-            fold = 1
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(to_json(table, data=args.data, fold=fold,
-                                     extra={"rank": args.rank, "seed": args.seed, "interval": args.interval}))
+        args.json.write_text(to_json(table, data=args.data, fold=fold, extra=extra))
         print(f"wrote {args.json}")
+    if args.out:
+        written = write_report(comp, args.out, data_desc=desc, data=args.data, fold=fold, extra=extra)
+        print(f"wrote {len(written)} files to {args.out}: " + ", ".join(sorted(written)))
     return 0
+
+
+def _recommend(args) -> int:
+    from . import io
+    from .compare import METHODS, default_synthetic, make_estimator
+    from .data import Ratings
+
+    titles = None
+    if args.model is not None:
+        est = io.load(args.model)
+    else:
+        if args.method not in METHODS:
+            print(f"bayes-mf: unknown method {args.method!r}; choose from {', '.join(METHODS)}",
+                  file=sys.stderr)
+            return 2
+        if args.data == "synthetic":
+            ratings = default_synthetic(args.seed).ratings
+        elif args.data in ("ml-100k", "100k", "movielens"):
+            from .datasets import load_movielens, movielens_items
+
+            ratings = load_movielens("100k")
+            titles = movielens_items("100k")["title"]
+        else:
+            ratings = Ratings.from_csv(args.data)
+        est = make_estimator(args.method, args.rank, args.seed).fit(ratings)
+        if args.save:
+            io.save(est, args.save, overwrite=True)
+            print(f"saved the fitted {args.method} to {args.save}")
+    if titles is None and args.data in ("ml-100k", "100k", "movielens"):
+        from .datasets import movielens_items
+
+        titles = movielens_items("100k")["title"]
+    user = _parse_id(args.user, est.users_)
+    recs = est.recommend(user, args.n, strategy=args.strategy, exclude_rated=not args.include_rated,
+                         titles=titles)
+    import pandas as pd
+
+    with pd.option_context("display.width", 140, "display.max_colwidth", 50):
+        print(f"top {args.n} for user {user!r} ({args.strategy}; interval = 90 % predictive"
+              f"{', unseen user: prior only' if recs.attrs.get('unseen_user') else ''}):")
+        print(recs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def _parse_id(text: str, index):
+    """The user id typed on the command line, in the index's own type."""
+    if index.dtype.kind in "iu":
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if index.dtype.kind == "f":
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main(argv=None) -> int:
@@ -85,6 +162,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "recommend":
+            return _recommend(args)
     except (RatingsError, DataNotFoundError, FileNotFoundError, ValueError) as exc:
         print(f"bayes-mf: error: {exc}", file=sys.stderr)
         return 2

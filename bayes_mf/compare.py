@@ -13,13 +13,15 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from .data import Ratings, UnseenIdsWarning
-from .evaluate import score
+from .evaluate import coverage, score
 
-__all__ = ["METHODS", "make_estimator", "compare", "format_table", "load_data"]
+__all__ = ["METHODS", "Comparison", "make_estimator", "run", "compare", "format_table", "load_data",
+           "write_report"]
 
 
 def _pmf(method: str) -> Callable:
@@ -117,46 +119,81 @@ def default_synthetic(random_seed=0):
                         global_mean=3.5, bias_sd=0.4, random_seed=random_seed)
 
 
-def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"), *,
-            n_factors: int = 10, random_seed=0, interval: float = 0.9,
-            estimators: dict | None = None, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Fit and score each method on the same split.
+@dataclass
+class Comparison:
+    """Everything one side-by-side run produced: the table, the fitted estimators
+    and their test predictions (same pairs, same order for every method)."""
+
+    table: pd.DataFrame
+    estimators: dict
+    predictions: dict
+    train: Ratings
+    test: Ratings
+    interval: float = 0.9
+
+
+def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"), *,
+        n_factors: int = 10, random_seed=0, interval: float = 0.9,
+        estimators: dict | None = None, progress: Callable[[str], None] | None = None) -> Comparison:
+    """Fit and score each method on the same split (same rank, seed and clipping).
 
     Parameters
     ----------
     train, test : Ratings
     methods : names from :data:`METHODS`
     n_factors, random_seed : shared by every method
-    interval : central probability of the reported interval coverage
+    interval : central probability of the main reported interval (coverage at
+        50 % is reported as well)
     estimators : optional name -> unfitted estimator, overriding the defaults
     progress : optional callback receiving a line per fitted method
 
     Returns
     -------
-    DataFrame, one row per method: ``method``, ``kind`` (point/posterior),
-    ``rmse``, ``mae``, ``coverage`` (nan for point estimates), ``lpd``,
-    ``fit_seconds``, ``n_train``, ``n_test``, ``n_unseen``.
+    Comparison whose ``table`` has one row per method: ``method``, ``kind``
+    (point/posterior), ``rmse``, ``mae``, ``coverage`` (at ``interval``),
+    ``coverage50``, ``lpd`` (mean Gaussian log predictive density), ``fit_seconds``,
+    ``rhat_max`` / ``ess_min`` (on predicted ratings of training pairs,
+    posterior methods with >= 2 chains), ``n_train``, ``n_test``, ``n_unseen``.
+    Point estimates get ``nan`` wherever a spread would be needed.
     """
-    rows = []
+    rows, fitted, preds = [], {}, {}
     for name in methods:
         est = (estimators or {}).get(name) or make_estimator(name, n_factors, random_seed)
         est.fit(train)
+        posterior = getattr(est, "is_bayesian", False) and not _is_point(est)
         with warnings.catch_warnings():
             # the count of unseen test rows is reported in the table instead
             warnings.simplefilter("ignore", UnseenIdsWarning)
-            kw = {"interval": interval} if getattr(est, "is_bayesian", False) else {}
-            pred = est.predict(test, **kw)
+            pred = est.predict(test, **({"interval": interval} if posterior else {}))
+            cov50 = (coverage(pred["rating"], *est.predict(test, interval=0.5)[["lo", "hi"]].T.to_numpy())
+                     if posterior else float("nan"))
         s = score(pred)
+        rhat, ess = _prediction_convergence(est) if posterior else (float("nan"), float("nan"))
         rows.append({
-            "method": name,
-            "kind": "posterior" if getattr(est, "is_bayesian", False) and not _is_point(est) else "point",
-            "rmse": s["rmse"], "mae": s["mae"], "coverage": s["coverage"], "lpd": s["lpd"],
-            "fit_seconds": est.fit_seconds_, "n_train": len(train), "n_test": len(pred),
-            "n_unseen": pred.attrs.get("n_unseen", 0),
+            "method": name, "kind": "posterior" if posterior else "point",
+            "rmse": s["rmse"], "mae": s["mae"], "coverage": s["coverage"], "coverage50": cov50,
+            "lpd": s["lpd"], "fit_seconds": est.fit_seconds_, "rhat_max": rhat, "ess_min": ess,
+            "n_train": len(train), "n_test": len(pred), "n_unseen": pred.attrs.get("n_unseen", 0),
         })
+        fitted[name], preds[name] = est, pred
         if progress:
             progress(f"{name}: rmse {s['rmse']:.4f} in {est.fit_seconds_:.2f} s")
-    return pd.DataFrame(rows)
+    return Comparison(pd.DataFrame(rows), fitted, preds, train, test, interval)
+
+
+def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"),
+            **kw) -> pd.DataFrame:
+    """The table of :func:`run` alone."""
+    return run(train, test, methods, **kw).table
+
+
+def _prediction_convergence(est) -> tuple[float, float]:
+    from .diagnostics import convergence
+
+    if est.result_["posterior"].sizes.get("chain", 1) < 2:
+        return float("nan"), float("nan")
+    t = convergence(est.result_, var_names=["pred_check"], warn=False)
+    return float(t["rhat_max"].max()), float(t[["ess_bulk_min", "ess_tail_min"]].min().min())
 
 
 def _is_point(est) -> bool:
@@ -167,15 +204,20 @@ def _is_point(est) -> bool:
     return post.sizes.get("chain", 1) * post.sizes.get("draw", 1) == 1
 
 
+def _fmt(v, spec):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
 def format_table(table: pd.DataFrame, interval: float = 0.9) -> str:
-    """Plain-text table; coverage of point estimates shows as ``n/a``."""
+    """Plain-text table; quantities a point estimate cannot have show as ``n/a``."""
     cov = f"cov{int(round(interval * 100))}"
-    lines = [f"{'method':<10} {'kind':<9} {'rmse':>7} {'mae':>7} {cov:>6} {'fit_s':>8} "
-             f"{'n_train':>8} {'n_test':>7} {'unseen':>6}"]
+    lines = [f"{'method':<9} {'kind':<9} {'rmse':>7} {'mae':>7} {'cov50':>6} {cov:>6} {'lpd':>7} "
+             f"{'fit_s':>8} {'rhat':>6} {'ess':>6} {'n_test':>7} {'unseen':>6}"]
     for r in table.itertuples():
-        c = "n/a" if math.isnan(r.coverage) else f"{r.coverage:.3f}"
-        lines.append(f"{r.method:<10} {r.kind:<9} {r.rmse:7.4f} {r.mae:7.4f} {c:>6} {r.fit_seconds:8.2f} "
-                     f"{r.n_train:8d} {r.n_test:7d} {r.n_unseen:6d}")
+        lines.append(f"{r.method:<9} {r.kind:<9} {r.rmse:7.4f} {r.mae:7.4f} {_fmt(r.coverage50, '.3f'):>6} "
+                     f"{_fmt(r.coverage, '.3f'):>6} {_fmt(r.lpd, '.3f'):>7} {r.fit_seconds:8.2f} "
+                     f"{_fmt(r.rhat_max, '.3f'):>6} {_fmt(r.ess_min, '.0f'):>6} {r.n_test:7d} "
+                     f"{r.n_unseen:6d}")
     return "\n".join(lines)
 
 
@@ -192,3 +234,118 @@ def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+_POSTERIOR_ORDER = ("nuts", "gibbs", "advi")
+
+
+def _markdown_table(table: pd.DataFrame, interval: float) -> str:
+    cov = f"cov{int(round(interval * 100))}"
+    head = f"| method | kind | RMSE | MAE | cov50 | {cov} | LPD | fit s | max R-hat | min ESS |"
+    lines = [head, "|" + "---|" * 10]
+    for r in table.itertuples():
+        lines.append(f"| {r.method} | {r.kind} | {r.rmse:.4f} | {r.mae:.4f} | {_fmt(r.coverage50, '.3f')} | "
+                     f"{_fmt(r.coverage, '.3f')} | {_fmt(r.lpd, '.3f')} | {r.fit_seconds:.2f} | "
+                     f"{_fmt(r.rhat_max, '.3f')} | {_fmt(r.ess_min, '.0f')} |")
+    return "\n".join(lines)
+
+
+def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", fold=None,
+                 extra: dict | None = None, dpi: int = 80) -> dict:
+    """Write ``results.json``, ``report.md`` and the figures of a comparison into ``out_dir``.
+
+    Figures (PNG): posterior mean vs ALS, interval width vs activity,
+    calibration, posterior predictive check, RMSE by user activity, rank and
+    trace plots of identifiable quantities, NUTS energy.  Figures that need a
+    method that was not run are skipped and the report says so.
+
+    Returns a dict name -> path of what was written.
+    """
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from . import plots
+    from .diagnostics import sampler_health
+    from .evaluate import by_activity, coverage_curve
+
+    out = Path(out_dir)
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    written, skipped = {}, []
+    table = comp.table
+    post = [m for m in _POSTERIOR_ORDER if m in comp.estimators
+            and table.set_index("method").loc[m, "kind"] == "posterior"]
+    best = post[0] if post else None
+    point = "als" if "als" in comp.predictions else ("map" if "map" in comp.predictions else None)
+
+    def save(name, make):
+        try:
+            fig = make()
+        except Exception as exc:  # noqa: BLE001 - a failed figure must not lose the report
+            skipped.append(f"{name}: {type(exc).__name__}: {exc}")
+            return
+        path = figdir / f"{name}.png"
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
+        written[name] = path
+
+    tr, te = comp.train, comp.test
+    if best and point:
+        save("posterior_vs_point", lambda: plots.posterior_vs_point(
+            comp.predictions[best], comp.predictions[point], tr,
+            labels=(f"{point} point estimate", f"{best} posterior mean")))
+    else:
+        skipped.append("posterior_vs_point: needs a posterior method and als/map")
+    if best:
+        save("interval_width",
+             lambda: plots.interval_width_vs_activity(comp.predictions[best], tr, label=best))
+        curves = {m: coverage_curve(comp.estimators[m], te) for m in post}
+        save("calibration", lambda: plots.calibration(curves))
+        save("ppc", lambda: plots.ppc_ratings(comp.estimators[best], te))
+        save("rank", lambda: plots.rank_plot(comp.estimators[best].result_))
+        save("trace", lambda: plots.trace_plot(comp.estimators[best].result_))
+    else:
+        skipped.append("interval_width, calibration, ppc, rank, trace: need a posterior method")
+    if "nuts" in post:
+        save("energy", lambda: plots.energy_plot(comp.estimators["nuts"].result_))
+    act_methods = {m: comp.predictions[m] for m in ("als", "map", *post) if m in comp.predictions}
+    if act_methods:
+        save("rmse_by_activity", lambda: plots.rmse_by_activity(act_methods, tr))
+    results_path = out / "results.json"
+    results_path.write_text(to_json(table, data=data, fold=fold, extra=extra))
+    written["results.json"] = results_path
+
+    scale = comp.estimators[table["method"].iloc[0]].scale_ if len(table) else None
+    n_unseen = int(table["n_unseen"].iloc[0]) if len(table) else 0
+    md = [f"# bayes_mf comparison: {data_desc}", "",
+          f"Train {len(tr)} ratings ({tr.n_users} users x {tr.n_items} items), test {len(te)} "
+          f"({n_unseen} with a user or item unseen in training, predicted from the prior/biases). "
+          "Same rank, seed and clipping for every method; predictions clipped to the rating scale "
+          f"[{scale[0]:.3g}, {scale[1]:.3g}].",
+          "", _markdown_table(table, comp.interval), "",
+          "*kind*: `point` = a point estimate (ALS, GD, MAP, baselines): it has no predictive spread, so its "
+          "coverage, LPD and convergence columns are n/a — never faked. `posterior` = draws from a full "
+          "posterior; coverage is the share of test ratings inside the central predictive interval "
+          "(noise included), LPD the mean Gaussian log predictive density, R-hat/ESS on predicted "
+          "ratings of 50 fixed training pairs (never on U, V: they are not identifiable).", ""]
+    if act_methods:
+        md += ["## RMSE by the user's number of training ratings", "", "```",
+               by_activity(act_methods, tr).to_string(index=False, float_format="%.4f"), "```", ""]
+    health = {m: sampler_health(comp.estimators[m].result_) for m in post}
+    if health:
+        md += ["## Sampler health", ""]
+        md += [f"- **{m}**: " + (", ".join(f"{k} = {v}" for k, v in h.items() if k != "method")
+                                 or "exact conditional draws (no step size, divergences or ELBO to report)")
+               for m, h in health.items()]
+        md.append("")
+    if written:
+        md += ["## Figures", ""]
+        md += [f"![{name}](figures/{p.name})" for name, p in written.items() if p.suffix == ".png"]
+        md.append("")
+    if skipped:
+        md += ["## Not produced", ""] + [f"- {s}" for s in skipped] + [""]
+    report = out / "report.md"
+    report.write_text("\n".join(md))
+    written["report.md"] = report
+    return written

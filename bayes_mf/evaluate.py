@@ -72,3 +72,69 @@ def score(pred: pd.DataFrame, y_true=None) -> dict:
         out["coverage"] = float("nan")
     out["lpd"] = gaussian_lpd(y_true, pred["mean"], pred["sd"]) if "sd" in pred.columns else float("nan")
     return out
+
+
+DEFAULT_EDGES = (0, 20, 40, 80, 160, np.inf)
+
+
+def activity(pred: pd.DataFrame, train, by: str = "user") -> np.ndarray:
+    """Number of training ratings of each prediction's user (or item); 0 if unseen."""
+    ids = train.users if by == "user" else train.items
+    counts = train.counts(by)
+    code = ids.get_indexer(pred[by].to_numpy())
+    return np.where(code >= 0, counts[np.maximum(code, 0)], 0)
+
+
+def by_activity(preds: dict, train, *, by: str = "user", edges=DEFAULT_EDGES) -> pd.DataFrame:
+    """RMSE of each method per bucket of the user's (item's) number of training ratings.
+
+    Parameters
+    ----------
+    preds : dict method -> predict DataFrame (with a ``rating`` column), same pairs
+    train : Ratings the methods were fitted on
+    edges : bucket edges on the count, left-closed
+
+    Returns
+    -------
+    DataFrame with ``bucket``, ``n`` and one RMSE column per method.
+    """
+    rows = None
+    for name, pred in preds.items():
+        cnt = activity(pred, train, by)
+        bucket = pd.cut(cnt, list(edges), right=False)
+        err = (pred["rating"].to_numpy() - pred["mean"].to_numpy()) ** 2
+        g = pd.DataFrame({"bucket": bucket, "err": err}).groupby("bucket", observed=False)["err"]
+        col = np.sqrt(g.mean())
+        if rows is None:
+            rows = pd.DataFrame({"bucket": col.index.astype(str), "n": g.size().to_numpy()})
+        rows[name] = col.to_numpy()
+    return rows
+
+
+def coverage_curve(estimator, pairs, levels=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), *,
+                   max_draws: int = 400) -> pd.DataFrame:
+    """Empirical coverage of central predictive intervals at several nominal levels.
+
+    Uses one set of posterior-predictive draws (``max_draws`` at most) for all
+    levels; intervals are clipped to the rating scale as ``predict`` does.
+    A well-calibrated method lies on the diagonal.
+    """
+    import warnings
+
+    from .base import _observed_ratings
+    from .data import UnseenIdsWarning
+
+    observed = _observed_ratings(pairs)
+    if observed is None:
+        raise ValueError("pairs carry no observed ratings to compare with")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenIdsWarning)
+        draws = estimator.predict_draws(pairs, max_draws=max_draws)
+    y = draws.to_numpy().reshape(-1, draws.sizes["obs"])
+    if getattr(estimator, "clip", True):
+        y = np.clip(y, *estimator.scale_)
+    out = []
+    for lv in levels:
+        lo, hi = np.quantile(y, [(1 - lv) / 2, (1 + lv) / 2], axis=0)
+        out.append({"nominal": float(lv), "empirical": coverage(observed, lo, hi)})
+    return pd.DataFrame(out)

@@ -67,21 +67,25 @@ class PosteriorDraws:
     def n_draws(self) -> int:
         return int(self.U.shape[0])
 
-    def thin(self, max_draws: int | None, random_seed=None) -> PosteriorDraws:
+    def take(self, indices) -> PosteriorDraws:
+        """The draws at the given flat indices."""
+        keep = np.asarray(indices)
+
+        def pick(a):
+            return None if a is None else np.asarray(a)[keep]
+
+        return PosteriorDraws(
+            self.U[keep], self.V[keep], pick(self.sigma), pick(self.mu), pick(self.user_bias),
+            pick(self.item_bias), pick(self.sigma_u), pick(self.sigma_v), pick(self.sigma_b),
+            pick(self.sigma_c), self.link, self.scale,
+        )
+
+    def thin(self, max_draws: int | None) -> PosteriorDraws:
         """An evenly spaced subset of at most ``max_draws`` draws."""
         S = self.n_draws
         if max_draws is None or S <= max_draws:
             return self
-        keep = np.linspace(0, S - 1, max_draws).round().astype(int)
-
-        def take(a):
-            return None if a is None else np.asarray(a)[keep]
-
-        return PosteriorDraws(
-            self.U[keep], self.V[keep], take(self.sigma), take(self.mu), take(self.user_bias),
-            take(self.item_bias), take(self.sigma_u), take(self.sigma_v), take(self.sigma_b),
-            take(self.sigma_c), self.link, self.scale,
-        )
+        return self.take(np.linspace(0, S - 1, max_draws).round().astype(int))
 
 
 def _side(F, bias, code, prior_sd, prior_bias_sd, rng):

@@ -1,0 +1,253 @@
+r"""Convergence and sampler diagnostics on *identifiable* quantities only.
+
+Why not U and V?  The likelihood depends on the factors only through
+:math:`U V^\top`, and :math:`U V^\top = (U Q)(V Q^{-\top})^\top` for any
+invertible :math:`Q`; with the isotropic Gaussian priors every rotation
+:math:`Q` (and every sign flip and permutation of the factors) leaves the
+posterior unchanged.  Chains therefore wander between equivalent
+rotations, and R-hat/ESS computed on raw ``U`` or ``V`` flag
+"non-convergence" that says nothing about the predictions -- or, worse,
+look fine while the predictions have not mixed.  We diagnose what is
+identified:
+
+* the noise sd ``sigma`` and the bias scales ``sigma_b``, ``sigma_c``;
+* the global mean ``mu`` and the biases ``user_bias`` and ``item_bias``;
+* predicted mean ratings :math:`\mu + b_i + c_j + U_i^\top V_j` of a fixed,
+  seeded random subset of training pairs (``pred_check``) -- the quantity
+  that matters most.
+
+Two weaker cases are worth knowing.  ``sigma_u`` and ``sigma_v`` are not in
+the default list: :math:`U \to cU, V \to V/c` leaves the likelihood
+unchanged, so only their product is pinned down by the data and each alone
+mixes as slowly as the prior lets it.  And :math:`\mu`, :math:`b` and
+:math:`c` trade an additive constant (:math:`\mu + b_i + c_j` is what the
+data see), held in place only by the zero-mean bias priors; slow mixing
+there can coexist with well-mixed predictions, which is why ``pred_check``
+is always reported.
+
+R-hat is the rank-normalised split R-hat and ESS the bulk/tail ESS of
+ArviZ (Vehtari et al. 2021); thresholds follow their advice: R-hat > 1.01
+or ESS < 400 raise a :class:`ConvergenceWarning` naming the quantities.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ConvergenceWarning",
+    "IDENTIFIABLE",
+    "add_prediction_checks",
+    "convergence",
+    "sampler_health",
+    "log_likelihood",
+    "loo",
+]
+
+IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check")
+NOT_IDENTIFIABLE = ("U", "V")
+
+
+class ConvergenceWarning(UserWarning):
+    """R-hat or ESS of identifiable quantities beyond the recommended thresholds."""
+
+
+def _n_samples(dt) -> tuple[int, int]:
+    post = dt["posterior"]
+    return int(post.sizes["chain"]), int(post.sizes["draw"])
+
+
+def add_prediction_checks(dt, n_pairs: int = 50, random_seed: int = 0):
+    """Add ``pred_check`` (chain, draw, check): predicted mean ratings of a fixed
+    random subset of training pairs, computed from the posterior draws.
+
+    Leaves ``dt`` unchanged when it already has the variable.  Returns ``dt``.
+    """
+    import xarray as xr
+
+    from .predict import linear_predictor
+    from .results import draws_from_result
+
+    post = dt["posterior"]
+    if "pred_check" in post:
+        return dt
+    users = dt["constant_data"]["user_code"].to_numpy()
+    items = dt["constant_data"]["item_code"].to_numpy()
+    rng = np.random.default_rng(random_seed)
+    pick = rng.choice(users.size, size=min(n_pairs, users.size), replace=False)
+    d = draws_from_result(dt)
+    eta = linear_predictor(d, users[pick].astype(np.int64), items[pick].astype(np.int64), rng)
+    if d.link == "logistic":
+        lo, hi = d.scale
+        eta = lo + (hi - lo) / (1.0 + np.exp(-eta))
+    n_chain, n_draw = _n_samples(dt)
+    values = eta.reshape(n_chain, n_draw, -1)
+    ds = post.to_dataset()
+    ds["pred_check"] = xr.DataArray(values, dims=("chain", "draw", "check"),
+                                    coords={"check": np.arange(values.shape[-1])})
+    ds["pred_check"].attrs["obs"] = pick.tolist()
+    dt["posterior"] = ds
+    return dt
+
+
+def convergence(dt, var_names=None, *, rhat_max: float = 1.01, ess_min: float = 400,
+                warn: bool = True) -> pd.DataFrame:
+    """R-hat, bulk/tail ESS and MCSE per identifiable variable.
+
+    Each row reduces a variable over its non-sample dims (worst case: max
+    R-hat, min ESS, max MCSE).  Raw ``U``/``V`` are refused.
+
+    Parameters
+    ----------
+    dt : DataTree with at least 2 chains
+    var_names : identifiable variables to check (default: all present)
+    rhat_max, ess_min : thresholds for the warning
+    warn : emit a :class:`ConvergenceWarning` naming offending quantities
+
+    Returns
+    -------
+    DataFrame indexed by variable: ``rhat_max``, ``ess_bulk_min``,
+    ``ess_tail_min``, ``mcse_mean_max``, ``size``, ``ok``.
+    """
+    import arviz as az
+
+    bad = [v for v in (var_names or []) if v in NOT_IDENTIFIABLE]
+    if bad:
+        raise ValueError(
+            f"{bad} are not identifiable (rotation, sign and permutation of the factors leave the "
+            "posterior unchanged): diagnose sigma's, biases or pred_check instead"
+        )
+    n_chain, n_draw = _n_samples(dt)
+    if n_chain < 2:
+        raise ValueError(f"convergence diagnostics need >= 2 chains, the result has {n_chain} "
+                         "(a point estimate has no chains to compare)")
+    add_prediction_checks(dt)
+    post = dt["posterior"]
+    names = [v for v in (var_names or IDENTIFIABLE) if v in post]
+    if not names:
+        raise ValueError(f"none of {list(var_names or IDENTIFIABLE)} is in the posterior")
+    rhat = az.rhat(dt, var_names=names)
+    ess_b = az.ess(dt, var_names=names, method="bulk")
+    ess_t = az.ess(dt, var_names=names, method="tail")
+    mcse = az.mcse(dt, var_names=names, method="mean")
+
+    def red(ds, name, fn):
+        return float(fn(np.asarray(ds[name])))
+
+    rows = []
+    for n in names:
+        rows.append({
+            "variable": n,
+            "size": int(np.asarray(post[n]).size // (n_chain * n_draw)),
+            "rhat_max": red(rhat, n, np.nanmax),
+            "ess_bulk_min": red(ess_b, n, np.nanmin),
+            "ess_tail_min": red(ess_t, n, np.nanmin),
+            "mcse_mean_max": red(mcse, n, np.nanmax),
+        })
+    table = pd.DataFrame(rows).set_index("variable")
+    table["ok"] = (table["rhat_max"] <= rhat_max) & (table["ess_bulk_min"] >= ess_min) & (
+        table["ess_tail_min"] >= ess_min)
+    if warn and not table["ok"].all():
+        worst = table.loc[~table["ok"]]
+        parts = [f"{v} (R-hat {r.rhat_max:.3f}, ESS bulk {r.ess_bulk_min:.0f}, tail {r.ess_tail_min:.0f})"
+                 for v, r in worst.iterrows()]
+        warnings.warn(f"convergence not reached (R-hat > {rhat_max} or ESS < {ess_min}): "
+                      + "; ".join(parts), ConvergenceWarning, stacklevel=2)
+    return table
+
+
+def sampler_health(dt) -> dict:
+    """Sampler-specific health, normalised across backends.
+
+    NUTS: number of divergences, share of draws at the maximum tree depth,
+    mean step size, E-BFMI per chain (values < 0.3 signal poor exploration).
+    ADVI: relative change of the smoothed ELBO over the last 10 % of the
+    trace (small = converged).  Returns an empty dict for methods without
+    sampler statistics (point estimates, Gibbs has exact draws).
+    """
+    import arviz as az
+
+    out: dict = {"method": dt.attrs.get("method")}
+    if "sample_stats" not in dt.children:
+        return out
+    ss = dt["sample_stats"]
+    if "diverging" in ss:
+        out["divergences"] = int(np.asarray(ss["diverging"]).sum())
+    if "tree_depth" in ss:
+        depth = np.asarray(ss["tree_depth"])
+        out["max_tree_depth"] = int(depth.max())
+        out["share_at_max_depth"] = float(np.mean(depth >= depth.max()))
+    if "step_size" in ss:
+        out["step_size_mean"] = float(np.nanmean(np.asarray(ss["step_size"])))
+    if "energy" in ss:
+        out["bfmi"] = [float(x) for x in np.atleast_1d(np.asarray(az.bfmi(dt)["energy"]))]
+    if "elbo" in ss:
+        elbo = np.asarray(ss["elbo"], dtype=float).ravel()
+        elbo = elbo[np.isfinite(elbo)]
+        if elbo.size >= 20:
+            w = max(1, elbo.size // 10)
+            smooth = np.convolve(elbo, np.ones(w) / w, mode="valid")
+            tail = smooth[-w:] if smooth.size > w else smooth
+            out["elbo_final"] = float(smooth[-1])
+            out["elbo_rel_change_last10pct"] = float(abs(tail[-1] - tail[0]) / max(abs(tail[-1]), 1e-12))
+    return out
+
+
+def log_likelihood(dt, *, max_draws: int | None = 500):
+    """Add a ``log_likelihood`` group: Gaussian log density of each training rating
+    per posterior draw, :math:`\\log N(R_n \\mid \\mathrm{link}(\\eta_n), \\sigma^2)`.
+
+    Memory is draws x observations floats; ``max_draws`` thins evenly.
+    Returns a new DataTree (the input is not modified).
+    """
+    import xarray as xr
+
+    from .predict import linear_predictor
+    from .results import draws_from_result
+
+    d = draws_from_result(dt)
+    n_chain, n_draw = _n_samples(dt)
+    keep_draw = np.arange(n_draw)
+    if max_draws is not None and n_chain * n_draw > max_draws:
+        keep_draw = np.linspace(0, n_draw - 1, max(1, max_draws // n_chain)).round().astype(int)
+    sel = (np.arange(n_chain)[:, None] * n_draw + keep_draw[None, :]).ravel()
+    sub = d.take(sel)
+    users = dt["constant_data"]["user_code"].to_numpy().astype(np.int64)
+    items = dt["constant_data"]["item_code"].to_numpy().astype(np.int64)
+    y = dt["observed_data"]["rating"].to_numpy()
+    rng = np.random.default_rng(0)
+    ll = np.empty((sel.size, y.size))
+    step = max(1, 4_000_000 // max(1, sel.size * sub.U.shape[-1]))
+    sigma = np.asarray(sub.sigma, float).reshape(-1, 1)
+    for s in range(0, y.size, step):
+        e = min(s + step, y.size)
+        eta = linear_predictor(sub, users[s:e], items[s:e], rng)
+        if sub.link == "logistic":
+            lo, hi = sub.scale
+            m = 1.0 / (1.0 + np.exp(-eta))
+            z = (y[s:e] - lo) / (hi - lo)
+        else:
+            m, z = eta, y[s:e]
+        ll[:, s:e] = -0.5 * np.log(2 * np.pi * sigma**2) - 0.5 * ((z - m) / sigma) ** 2
+    ds = xr.Dataset({"rating": (("chain", "draw", "obs"), ll.reshape(n_chain, keep_draw.size, -1))},
+                    coords={"chain": np.arange(n_chain), "draw": keep_draw, "obs": np.arange(y.size)})
+    new = dt.copy()
+    new["log_likelihood"] = ds
+    # the posterior must carry the same draws as the pointwise log-likelihood
+    new["posterior"] = dt["posterior"].to_dataset().isel(draw=keep_draw)
+    return new
+
+
+def loo(dt, *, max_draws: int | None = 500):
+    """PSIS-LOO of a posterior result via :func:`arviz.loo` (expected log pointwise
+    predictive density of the training ratings); compare model variants with
+    :func:`arviz.compare` on the returned objects.
+    """
+    import arviz as az
+
+    if _n_samples(dt)[0] * _n_samples(dt)[1] < 2:
+        raise ValueError("LOO needs posterior draws; a point estimate has one")
+    return az.loo(log_likelihood(dt, max_draws=max_draws), var_name="rating")

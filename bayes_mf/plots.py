@@ -1,0 +1,188 @@
+"""Figures for the MAP-versus-Bayes comparison.
+
+Every function takes results (prediction DataFrames, fitted estimators or
+DataTrees) and returns a :class:`matplotlib.figure.Figure`; none writes
+files (that is :mod:`bayes_mf.compare`'s job).  ArviZ plots are used where
+they exist (``plot_rank``, ``plot_trace``, ``plot_energy``,
+``plot_ppc_dist``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import activity, by_activity
+
+__all__ = [
+    "posterior_vs_point",
+    "interval_width_vs_activity",
+    "calibration",
+    "ppc_ratings",
+    "rmse_by_activity",
+    "rank_plot",
+    "trace_plot",
+    "energy_plot",
+]
+
+
+def _fig(nrows=1, ncols=1, size=(5.5, 4.0)):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, layout="constrained")
+    return fig, axes
+
+
+def posterior_vs_point(pred: pd.DataFrame, point: pd.DataFrame, train=None, *, max_points: int = 400,
+                       random_seed: int = 0, labels=("point estimate (ALS)", "posterior mean")):
+    """Posterior mean (with its central interval) against a point estimate, per pair.
+
+    Colour: the user's number of training ratings (log scale) when ``train``
+    is given.  A random subset of ``max_points`` pairs keeps the plot legible.
+    """
+    from matplotlib.colors import LogNorm
+
+    if len(pred) != len(point):
+        raise ValueError("pred and point must be predictions for the same pairs")
+    rng = np.random.default_rng(random_seed)
+    idx = np.sort(rng.choice(len(pred), size=min(max_points, len(pred)), replace=False))
+    p, q = pred.iloc[idx], point.iloc[idx]
+    fig, ax = _fig()
+    x, y = q["mean"].to_numpy(), p["mean"].to_numpy()
+    if {"lo", "hi"} <= set(p.columns) and p["lo"].notna().any():
+        ax.vlines(x, p["lo"], p["hi"], color="0.75", lw=0.6, zorder=1, label="90 % interval")
+    c = activity(p, train) if train is not None else None
+    sc = ax.scatter(x, y, c=c, s=9, cmap="viridis", norm=LogNorm(vmin=1) if c is not None else None,
+                    zorder=2)
+    if c is not None:
+        fig.colorbar(sc, ax=ax, label="user's training ratings")
+    lo, hi = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set(xlabel=labels[0], ylabel=labels[1], title="Posterior mean vs point estimate")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def interval_width_vs_activity(pred: pd.DataFrame, train, *, label: str | None = None):
+    """Width of the predictive interval against the user's and item's number of
+    training ratings, with binned medians: less data should mean wider intervals.
+    """
+    if "hi" not in pred.columns or pred["hi"].isna().all():
+        raise ValueError("pred has no intervals (a point estimate has no spread)")
+    width = (pred["hi"] - pred["lo"]).to_numpy()
+    fig, axes = _fig(1, 2, (9.5, 3.8))
+    for ax, by in zip(axes, ("user", "item"), strict=True):
+        cnt = np.maximum(activity(pred, train, by), 1)
+        ax.scatter(cnt, width, s=3, alpha=0.25, color="C0")
+        edges = np.unique(np.geomspace(1, cnt.max() + 1, 12).round())
+        which = np.digitize(cnt, edges)
+        mids, meds = [], []
+        for b in np.unique(which):
+            sel = which == b
+            if sel.sum() >= 5:
+                mids.append(np.median(cnt[sel]))
+                meds.append(np.median(width[sel]))
+        ax.plot(mids, meds, "o-", color="C3", label="binned median")
+        ax.set(xscale="log", xlabel=f"{by}'s training ratings", ylabel="interval width")
+        ax.legend(frameon=False)
+    fig.suptitle(f"Predictive interval width vs data{'' if label is None else f' ({label})'}")
+    return fig
+
+
+def calibration(curves: dict):
+    """Nominal vs empirical coverage, one line per method.
+
+    ``curves``: method -> DataFrame with ``nominal`` and ``empirical``
+    (:func:`bayes_mf.evaluate.coverage_curve`).
+    """
+    fig, ax = _fig(size=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="ideal")
+    for name, cur in curves.items():
+        ax.plot(cur["nominal"], cur["empirical"], "o-", ms=3, label=name)
+    ax.set(xlabel="nominal coverage", ylabel="empirical coverage (test)", xlim=(0, 1), ylim=(0, 1),
+           title="Calibration of predictive intervals")
+    ax.legend(frameon=False)
+    return fig
+
+
+def ppc_ratings(estimator, pairs, *, num_samples: int = 50, max_draws: int = 200):
+    """Posterior predictive check of the rating distribution (``arviz.plot_ppc_dist``):
+    the observed ratings against replicated data sets drawn from the posterior.
+    """
+    import warnings
+
+    import arviz as az
+
+    from .base import _observed_ratings
+    from .data import UnseenIdsWarning
+
+    observed = _observed_ratings(pairs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenIdsWarning)
+        draws = estimator.predict_draws(pairs, max_draws=max_draws)
+    y = draws.to_numpy()
+    if getattr(estimator, "clip", True):
+        y = np.clip(y, *estimator.scale_)
+    dt = az.from_dict({"posterior_predictive": {"rating": y}, "observed_data": {"rating": observed}},
+                      dims={"rating": ["obs"]})
+    pc = az.plot_ppc_dist(dt, num_samples=min(num_samples, y.shape[0] * y.shape[1]), backend="matplotlib")
+    fig = pc.viz["figure"].item()
+    fig.suptitle("Posterior predictive check: rating distribution")
+    return fig
+
+
+def rmse_by_activity(preds: dict, train, *, by: str = "user", edges=None):
+    """RMSE per bucket of the user's number of training ratings, one bar per method
+    (BPMF 2008 reports that full Bayes helps most for users with few ratings).
+    """
+    kw = {} if edges is None else {"edges": edges}
+    table = by_activity(preds, train, by=by, **kw)
+    methods = [c for c in table.columns if c not in ("bucket", "n")]
+    fig, ax = _fig(size=(7.0, 4.0))
+    x = np.arange(len(table))
+    w = 0.8 / max(1, len(methods))
+    for k, m in enumerate(methods):
+        ax.bar(x + (k - (len(methods) - 1) / 2) * w, table[m], width=w, label=m)
+    ax.set_xticks(x, [f"{b}\nn={n}" for b, n in zip(table["bucket"], table["n"], strict=True)], fontsize=8)
+    ax.set(xlabel=f"{by}'s training ratings", ylabel="test RMSE", title=f"RMSE by {by} activity")
+    lo = np.nanmin(table[methods].to_numpy())
+    ax.set_ylim(max(0, lo - 0.1), None)
+    ax.legend(frameon=False, ncols=min(4, len(methods)))
+    return fig
+
+
+def _identifiable_names(dt, n_checks):
+    from .diagnostics import add_prediction_checks
+
+    add_prediction_checks(dt)
+    names = [v for v in ("sigma", "sigma_b", "sigma_c") if v in dt["posterior"]]
+    return names + ["pred_check"], {"check": list(range(min(n_checks, dt["posterior"].sizes["check"])))}
+
+
+def rank_plot(dt, *, n_checks: int = 3):
+    """Rank plots (``arviz.plot_rank``) of σ's and a few predicted ratings -- never U, V."""
+    import arviz as az
+
+    names, coords = _identifiable_names(dt, n_checks)
+    pc = az.plot_rank(dt, var_names=names, coords=coords, backend="matplotlib")
+    return pc.viz["figure"].item()
+
+
+def trace_plot(dt, *, n_checks: int = 3):
+    """Trace plots (``arviz.plot_trace``) of σ's and a few predicted ratings."""
+    import arviz as az
+
+    names, coords = _identifiable_names(dt, n_checks)
+    pc = az.plot_trace(dt, var_names=names, coords=coords, backend="matplotlib")
+    return pc.viz["figure"].item()
+
+
+def energy_plot(dt):
+    """Energy plot with E-BFMI (``arviz.plot_energy``) for NUTS results."""
+    import arviz as az
+
+    if "sample_stats" not in dt.children or "energy" not in dt["sample_stats"]:
+        raise ValueError("the result has no sampler energy (only NUTS has one)")
+    pc = az.plot_energy(dt, backend="matplotlib")
+    return pc.viz["figure"].item()
