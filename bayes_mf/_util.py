@@ -45,7 +45,7 @@ class SideIndex:
         self.indptr = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.indices = np.ascontiguousarray(cols[self.order]).astype(np.int32)
         self.shape = (n_rows, n_cols)
-        self._ones = self.matrix(np.ones(len(rows)))
+        self._ones = None  # built on first use: callers with their own kernels never need it
 
     def matrix(self, values: np.ndarray):
         """CSR matrix (n_rows x n_cols) holding ``values`` (given in observation order)."""
@@ -61,7 +61,12 @@ class SideIndex:
         """
         n_cols, d = F.shape
         outer = (F[:, :, None] * F[:, None, :]).reshape(n_cols, d * d)
-        A = self._ones if weights is None else self.matrix(weights)
+        if weights is None:
+            if self._ones is None:
+                self._ones = self.matrix(np.ones(self.indices.size))
+            A = self._ones
+        else:
+            A = self.matrix(weights)
         return np.asarray(A @ outer).reshape(self.shape[0], d, d)
 
     def rhs(self, F: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fold", type=int, default=None, help="canonical MovieLens 100K fold 1-5 (default 1)")
     c.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
-                        "known: mean, baseline, als, gd, map, advi, nuts, gibbs")
+                        "known: mean, baseline, als, gd, map, advi, nuts, gibbs, gibbs-implicit")
     c.add_argument("--rank", type=int, default=10, help="number of latent factors (default 10)")
     c.add_argument("--seed", type=int, default=0, help="random seed shared by all methods (default 0)")
     c.add_argument("--test-size", type=float, default=0.2,

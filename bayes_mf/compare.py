@@ -39,6 +39,12 @@ def _gibbs(n_factors: int, random_seed):
     return GibbsPMF(n_factors=n_factors, random_seed=random_seed)
 
 
+def _gibbs_implicit(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    return GibbsPMF(n_factors=n_factors, implicit="both", random_seed=random_seed)
+
+
 def _als(n_factors, random_seed):
     from .als import ALS
 
@@ -73,6 +79,7 @@ METHODS: dict[str, Callable] = {
     "advi": _pmf("advi"),
     "nuts": _pmf("nuts"),
     "gibbs": _gibbs,
+    "gibbs-implicit": _gibbs_implicit,
 }
 
 
@@ -211,10 +218,10 @@ def _fmt(v, spec):
 def format_table(table: pd.DataFrame, interval: float = 0.9) -> str:
     """Plain-text table; quantities a point estimate cannot have show as ``n/a``."""
     cov = f"cov{int(round(interval * 100))}"
-    lines = [f"{'method':<9} {'kind':<9} {'rmse':>7} {'mae':>7} {'cov50':>6} {cov:>6} {'lpd':>7} "
+    lines = [f"{'method':<14} {'kind':<9} {'rmse':>7} {'mae':>7} {'cov50':>6} {cov:>6} {'lpd':>7} "
              f"{'fit_s':>8} {'rhat':>6} {'ess':>6} {'n_test':>7} {'unseen':>6}"]
     for r in table.itertuples():
-        lines.append(f"{r.method:<9} {r.kind:<9} {r.rmse:7.4f} {r.mae:7.4f} {_fmt(r.coverage50, '.3f'):>6} "
+        lines.append(f"{r.method:<14} {r.kind:<9} {r.rmse:7.4f} {r.mae:7.4f} {_fmt(r.coverage50, '.3f'):>6} "
                      f"{_fmt(r.coverage, '.3f'):>6} {_fmt(r.lpd, '.3f'):>7} {r.fit_seconds:8.2f} "
                      f"{_fmt(r.rhat_max, '.3f'):>6} {_fmt(r.ess_min, '.0f'):>6} {r.n_test:7d} "
                      f"{r.n_unseen:6d}")
@@ -236,7 +243,7 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-_POSTERIOR_ORDER = ("nuts", "gibbs", "advi")
+_POSTERIOR_ORDER = ("nuts", "gibbs-implicit", "gibbs", "advi")
 
 
 def _markdown_table(table: pd.DataFrame, interval: float) -> str:
