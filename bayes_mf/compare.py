@@ -25,10 +25,14 @@ __all__ = ["METHODS", "Comparison", "make_estimator", "run", "compare", "format_
 
 
 def _pmf(method: str) -> Callable:
+    # the BPMF prior with biases is the best PyMC model on MovieLens (benchmarks/bench_pymc.py);
+    # NUTS keeps 2 x 200 draws after 300 tuning steps so a u1 run fits in ~20 min on 2 cores
+    extra = {"draws": 200, "tune": 300} if method == "nuts" else {}
+
     def make(n_factors: int, random_seed):
         from .inference import PMF
 
-        return PMF(n_factors=n_factors, method=method, random_seed=random_seed)
+        return PMF(n_factors=n_factors, priors="bpmf", method=method, random_seed=random_seed, **extra)
 
     return make
 

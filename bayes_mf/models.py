@@ -160,7 +160,8 @@ def factor_prior(
         :math:`F_r \sim N(m, \Lambda^{-1})` with :math:`m \sim N(0, I)` and
         :math:`\Lambda^{-1} = LL^\top`, :math:`L` the Cholesky factor of an
         LKJ(2) correlation times HalfNormal(1) sds -- the PyMC counterpart
-        of BPMF's Normal-Wishart.  If ``mean`` and ``cov`` are given they
+        of BPMF's Normal-Wishart (initial sds ``scale`` or 0.5, no
+        correlation).  If ``mean`` and ``cov`` are given they
         are used as constants instead (a type-II plug-in).  The scalar
         ``scale_name`` is recorded as :math:`\sqrt{\mathrm{tr}\,\Lambda^{-1}/k}`
         (used only to draw factors of unseen ids, which then ignore :math:`m`
@@ -183,10 +184,16 @@ def factor_prior(
         pm.Deterministic(scale_name, pm.math.constant(float(np.sqrt(np.trace(cov) / k))))
         return pm.MvNormal(name, mu=np.asarray(mean, float), chol=chol, dims=(dim, "factor"))
     m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor")
-    chol, _, sds = pm.LKJCholeskyCov(
-        f"chol_{name.lower()}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(1.0, shape=k), compute_corr=True
+    s0 = 0.5 if scale is None else float(scale)
+    # an explicit initial value: PyMC's default (the LKJ support point) is
+    # computed by a graph compiled with the C backend, slow and BLAS-bound
+    packed = pm.LKJCholeskyCov(
+        f"chol_{name.lower()}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(1.0, shape=k),
+        compute_corr=False, initval=s0 * np.eye(k)[np.tril_indices(k)],
     )
-    pm.Deterministic(scale_name, pt.sqrt(pt.mean(sds**2)))
+    chol = pm.math.expand_packed_triangular(k, packed, lower=True)
+    # sds are the row norms of the Cholesky factor: tr(LL^T)/k = sum(L^2)/k
+    pm.Deterministic(scale_name, pt.sqrt(pt.sum(chol**2) / k))
     return pm.MvNormal(name, mu=m, chol=chol, dims=(dim, "factor"))
 
 
@@ -292,7 +299,8 @@ def build_model(
     factor_moments : dict, optional
         For ``priors="bpmf"``: ``{"U": (mean, cov), "V": (mean, cov)}``
         constants replacing the hierarchical mean and covariance (type-II
-        plug-in, as used by MAP).
+        plug-in, as used by MAP and ADVI); the noise and bias scales are then
+        constants too, as with ``"fixed"``.
     scale : (low, high), optional
         Rating scale; defaults to ``ratings.scale``.
     batch_size : int, optional
@@ -316,7 +324,9 @@ def build_model(
     center = _logit(y_mean) if link == "logistic" else y_mean
     given = {"sigma": sigma, "sigma_u": sigma_u, "sigma_v": sigma_v, "sigma_b": sigma_b,
              "sigma_c": sigma_c}
-    if priors == "fixed":
+    # with plugged-in BPMF moments every scale is a constant, as for "fixed"
+    scale_priors = "fixed" if factor_moments is not None else priors
+    if scale_priors == "fixed":
         dflt = default_scales(y, n_factors)
         given = {k: (dflt[k] if v is None else float(v)) for k, v in given.items()}
         if sigma_w is None:
@@ -348,10 +358,10 @@ def build_model(
             U = factor_prior("U", "user", scale_name="sigma_u", **side_kw(given["sigma_u"], "U"))
         V = factor_prior("V", "item", scale_name="sigma_v", **side_kw(given["sigma_v"], "V"))
         if biases:
-            mu, b, c = bias_terms(priors, center, given["sigma_b"], given["sigma_c"])
+            mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"])
         else:
             mu = pm.Deterministic("mu", pm.math.constant(center))
-        s = noise_scale(priors, given["sigma"], float(np.std(y)) or 1.0)
+        s = noise_scale(scale_priors, given["sigma"], float(np.std(y)) or 1.0)
 
         if batch_size is not None:
             u_obs, i_obs, y_obs = pm.Minibatch(user_idx, item_idx, rating_data, batch_size=int(batch_size))
