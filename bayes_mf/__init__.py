@@ -44,7 +44,14 @@ _LAZY = {
 }
 
 
+# submodules that import ArviZ, matplotlib or PyMC: loaded on first attribute access
+_SUBMODULES = {"compare", "diagnostics", "gibbs", "inference", "io", "models", "plots", "predict",
+               "recommend", "results"}
+
+
 def __getattr__(name):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"bayes_mf.{name}")
     raise AttributeError(f"module 'bayes_mf' has no attribute {name!r}")

@@ -76,7 +76,10 @@ def save(estimator, path, *, overwrite: bool = False) -> Path:
     meta = {
         "format": FORMAT,
         "class": cls,
-        "params": {k: _jsonable(v) for k, v in estimator.get_params().items()},
+        # fit-time-only arguments that are objects (e.g. PMF(init=<fitted MAP>)) are not kept:
+        # the saved estimator is already fitted
+        "params": {k: _jsonable(v) for k, v in estimator.get_params().items()
+                   if isinstance(_jsonable(v), (int, float, str, bool, list, type(None)))},
         "fitted": scalars,
         "names": list(getattr(estimator, "_names", ("user", "item", "rating"))),
     }

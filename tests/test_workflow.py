@@ -151,3 +151,13 @@ def test_comparison_report_writes_table_and_figures(fits, sim_split, tmp_path):
     assert {r["method"] for r in doc["results"]} == {"baseline", "als", "gibbs"}
     report = (tmp_path / "report.md").read_text()
     assert "| als | point |" in report and "n/a" in report
+
+
+def test_save_load_pmf_map_with_init(sim_split, tmp_path):
+    train, test = sim_split
+    first = bmf.PMF(2, method="map", random_seed=0).fit(train)
+    again = bmf.PMF(2, method="map", init=first, random_seed=0).fit(train)
+    io.save(again, tmp_path / "pmf")
+    back = io.load(tmp_path / "pmf")
+    pd.testing.assert_frame_equal(again.predict(test), back.predict(test))
+    assert back.init is None
