@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 
-DEFAULT_METHODS = "baseline,als,gd"
+DEFAULT_METHODS = "baseline,als,map,gibbs"
 
 
 def _parser() -> argparse.ArgumentParser:
