@@ -263,7 +263,7 @@ def _markdown_table(table: pd.DataFrame, interval: float) -> str:
 
 def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", fold=None,
                  extra: dict | None = None, dpi: int = 80) -> dict:
-    """Write ``results.json``, ``report.md`` and the figures of a comparison into ``out_dir``.
+    """Write ``results.json``, ``report.md`` and the figures (PNG) of a comparison into ``out_dir``.
 
     Figures (PNG): posterior mean vs ALS, interval width vs activity,
     calibration, posterior predictive check, RMSE by user activity, rank and
@@ -281,8 +281,8 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
     from .evaluate import by_activity, coverage_curve
 
     out = Path(out_dir)
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
+    # figures sit beside report.md so that the folder can be committed as it is
+    out.mkdir(parents=True, exist_ok=True)
     written, skipped = {}, []
     table = comp.table
     post = [m for m in _POSTERIOR_ORDER if m in comp.estimators
@@ -296,7 +296,7 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
         except Exception as exc:  # noqa: BLE001 - a failed figure must not lose the report
             skipped.append(f"{name}: {type(exc).__name__}: {exc}")
             return
-        path = figdir / f"{name}.png"
+        path = out / f"{name}.png"
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
         written[name] = path
@@ -352,7 +352,7 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
         md.append("")
     if written:
         md += ["## Figures", ""]
-        md += [f"![{name}](figures/{p.name})" for name, p in written.items() if p.suffix == ".png"]
+        md += [f"![{name}]({p.name})" for name, p in written.items() if p.suffix == ".png"]
         md.append("")
     if skipped:
         md += ["## Not produced", ""] + [f"- {s}" for s in skipped] + [""]
