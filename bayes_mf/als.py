@@ -124,14 +124,17 @@ class ALS(PointFactorEstimator):
         self.random_seed = random_seed
 
     def _check_params(self) -> None:
-        if int(self.n_factors) < 1:
-            raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
-        if self.reg < 0 or self.reg_bias < 0:
-            raise ValueError(f"reg and reg_bias must be >= 0, got {self.reg}, {self.reg_bias}")
+        if not isinstance(self.n_factors, (int, np.integer)) or self.n_factors < 1:
+            raise ValueError(f"n_factors must be an integer >= 1, got {self.n_factors!r}")
+        for name in ("reg", "reg_bias"):
+            value = getattr(self, name)
+            # reg > 0 keeps every ridge system non-singular (users with fewer than k ratings)
+            if not isinstance(value, (int, float, np.number)) or not value > 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
         if self.regularization not in ("weighted", "plain"):
             raise ValueError(f"regularization must be 'weighted' or 'plain', got {self.regularization!r}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
 
     def _penalty(self, counts: np.ndarray) -> np.ndarray:
         s = counts.astype(float) if self.regularization == "weighted" else np.ones(len(counts))

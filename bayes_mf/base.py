@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._util import rowdot
-from .data import Ratings, encode_pairs, handle_unseen
+from .data import Ratings, RatingsError, encode_pairs, handle_unseen
 
 __all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "NotFittedError"]
 
@@ -107,7 +107,9 @@ class RatingsEstimator:
             the prior/biases (``"prior"``), dropped, or rejected; their count
             is always reported with a warning.
         **kw
-            Method-specific options (e.g. ``interval=0.9`` for Bayesian ones).
+            Posterior options (``interval=0.9``, ``include_noise``, ``max_draws``,
+            ``random_seed``); point estimates accept and ignore them (they have
+            no spread), any other name raises ``TypeError``.
 
         Returns
         -------
@@ -118,12 +120,14 @@ class RatingsEstimator:
             ``attrs["clipped_to"]`` says so.
         """
         self._check_fitted()
-        uname, iname = getattr(self, "_names", ("user", "item"))[:2]
-        if isinstance(pairs, pd.DataFrame) and uname not in pairs.columns and "user" in pairs.columns:
-            uname, iname = "user", "item"
-        uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_, names=(uname, iname))
-        keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
-        observed = _observed_ratings(pairs)
+        if not self.is_bayesian:
+            unknown = set(kw) - _POSTERIOR_OPTIONS
+            if unknown:
+                raise TypeError(f"{type(self).__name__}.predict got unknown option(s) {sorted(unknown)}")
+            # interval options mean nothing for a point estimate: it has no spread to report
+            kw = {}
+        uid, iid, uc, ic, keep, observed = self._encode(pairs, unseen)
+        n_unseen = int(((uc < 0) | (ic < 0)).sum())
         if not keep.all():
             uid, iid, uc, ic = uid[keep], iid[keep], uc[keep], ic[keep]
             observed = None if observed is None else observed[keep]
@@ -138,8 +142,23 @@ class RatingsEstimator:
             frame["rating"] = observed
         frame.attrs["method"] = type(self).__name__
         frame.attrs["clipped_to"] = tuple(self.scale_) if clip else None
-        frame.attrs["n_unseen"] = int(((uc < 0) | (ic < 0)).sum())
+        frame.attrs["n_unseen"] = n_unseen
+        frame.attrs["unseen_policy"] = unseen
         return frame
+
+    def _encode(self, pairs, unseen):
+        """Codes of ``pairs`` under the training maps, the rows kept by the unseen
+        policy, and the observed ratings the pairs carry (if any)."""
+        uname, iname = getattr(self, "_names", ("user", "item"))[:2]
+        if isinstance(pairs, pd.DataFrame) and uname not in pairs.columns and "user" in pairs.columns:
+            uname, iname = "user", "item"
+        uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_, names=(uname, iname))
+        keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
+        return uid, iid, uc, ic, keep, _observed_ratings(pairs)
+
+
+#: predict options of posterior methods; point estimates accept and ignore them
+_POSTERIOR_OPTIONS = {"interval", "include_noise", "max_draws", "random_seed"}
 
 
 class PointFactorEstimator(RatingsEstimator):
@@ -168,7 +187,12 @@ def _observed_ratings(pairs):
     if isinstance(pairs, pd.DataFrame):
         for col in ("rating",):
             if col in pairs.columns:
-                return pd.to_numeric(pairs[col], errors="coerce").to_numpy(dtype=float)
+                values = pd.to_numeric(pairs[col], errors="coerce").to_numpy(dtype=float)
+                if np.isnan(values).any() and not pairs[col].isna().to_numpy().any():
+                    pos = int(np.flatnonzero(np.isnan(values))[0])
+                    raise RatingsError(f"column {col!r} of the pairs is not numeric: row {pos} holds "
+                                       f"{pairs[col].iloc[pos]!r}")
+                return values
     return None
 
 
@@ -219,15 +243,15 @@ class BayesianEstimator(RatingsEstimator):
         from .predict import posterior_predictive
 
         self._check_fitted()
-        uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_)
-        keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
+        uid, iid, uc, ic, keep, _ = self._encode(pairs, unseen)
         uid, iid, uc, ic = uid[keep], iid[keep], uc[keep], ic[keep]
         seed = getattr(self, "random_seed", None) if random_seed is None else random_seed
         draws = self.draws_.thin(max_draws)
         out = posterior_predictive(draws, uc, ic, include_noise=include_noise, random_seed=seed,
                                    return_draws=True)
         post = self.result_["posterior"]
-        n_chain = post.sizes["chain"] if max_draws is None else 1
+        # thinning across chains leaves one pooled chain
+        n_chain = post.sizes["chain"] if draws is self.draws_ else 1
         y = out["draws"].reshape(n_chain, -1, len(uc))
         return xr.DataArray(y, dims=("chain", "draw", "obs"),
                             coords={"user": ("obs", uid), "item": ("obs", iid)}, name="rating")

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--interval", type=float, default=0.9, help="interval probability (default 0.9)")
     c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     c.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="write results.json, report.md and figures/ into DIR")
+                   help="write results.json, report.md and the figures (PNG) into DIR")
+    _csv_options(c)
 
     r = sub.add_parser("recommend", help="top-n items for a user, with predictive intervals")
     r.add_argument("--user", required=True, help="the user's id as in the data")
@@ -52,7 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--model", type=Path, default=None, help="load a saved estimator instead of fitting")
     r.add_argument("--save", type=Path, default=None, help="save the fitted estimator to this folder")
+    r.add_argument("--allow-unseen", action="store_true",
+                   help="recommend from the prior for a user absent from the data instead of failing")
+    _csv_options(r)
     return p
+
+
+def _csv_options(p) -> None:
+    g = p.add_argument_group("reading a ratings file (--data PATH)")
+    g.add_argument("--user-col", default="user", help="user column (default user)")
+    g.add_argument("--item-col", default="item", help="item column (default item)")
+    g.add_argument("--rating-col", default="rating", help="rating column (default rating)")
+    g.add_argument("--sep", default=None, help="field separator (default: by extension, else sniffed)")
+
+
+def _csv_kw(args) -> dict:
+    return {"user_col": args.user_col, "item_col": args.item_col, "rating_col": args.rating_col,
+            "sep": args.sep}
 
 
 def _compare(args) -> int:
@@ -70,7 +87,11 @@ def _compare(args) -> int:
     if args.fold is not None and args.data not in ("ml-100k", "100k", "movielens"):
         print("bayes-mf: --fold applies only to --data ml-100k", file=sys.stderr)
         return 2
-    train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed)
+    if not 0 < args.interval < 1:
+        print(f"bayes-mf: --interval must be in (0, 1), got {args.interval}", file=sys.stderr)
+        return 2
+    train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed,
+                                  csv_kw=_csv_kw(args))
     print(f"data: {desc}; train {len(train)} ratings ({train.n_users} users x {train.n_items} items), "
           f"test {len(test)}; rank {args.rank}, seed {args.seed}; predictions clipped to "
           f"[{train.scale[0] if train.scale else train.rating.min():.3g}, "
@@ -116,7 +137,7 @@ def _recommend(args) -> int:
             ratings = load_movielens("100k")
             titles = movielens_items("100k")["title"]
         else:
-            ratings = Ratings.from_csv(args.data)
+            ratings = Ratings.from_csv(args.data, **_csv_kw(args))
         est = make_estimator(args.method, args.rank, args.seed).fit(ratings)
         if args.save:
             io.save(est, args.save, overwrite=True)
@@ -126,6 +147,10 @@ def _recommend(args) -> int:
 
         titles = movielens_items("100k")["title"]
     user = _parse_id(args.user, est.users_)
+    if user not in est.users_ and not args.allow_unseen:
+        print(f"bayes-mf: user {user!r} is not in the data ({len(est.users_)} users, e.g. "
+              f"{list(est.users_[:3])}); pass --allow-unseen to recommend from the prior", file=sys.stderr)
+        return 2
     recs = est.recommend(user, args.n, strategy=args.strategy, exclude_rated=not args.include_rated,
                          titles=titles)
     import pandas as pd

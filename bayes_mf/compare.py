@@ -97,17 +97,20 @@ def make_estimator(name: str, n_factors: int = 10, random_seed=0):
 
 
 def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: float = 0.2,
-              random_seed=0) -> tuple[Ratings, Ratings, str]:
-    """Resolve ``--data``: ``"synthetic"``, ``"ml-100k"`` (canonical fold), or a file path.
+              random_seed=0, csv_kw: dict | None = None) -> tuple[Ratings, Ratings, str]:
+    """Resolve ``--data``: ``"synthetic"``, ``"ml-100k"`` (canonical fold), ``"ml-1m"`` or a
+    file path (read by :meth:`Ratings.from_csv` with ``csv_kw``).
 
     Returns ``(train, test, description)``.
     """
     from . import datasets
     from .data import train_test_split
 
+    # unseen test rows are kept and predicted from the prior (as for the canonical folds),
+    # so every method is scored on the same pairs and their count shows in the table
     if data == "synthetic":
         sim = default_synthetic(random_seed)
-        train, test = train_test_split(sim.ratings, test_size, random_seed=random_seed)
+        train, test = train_test_split(sim.ratings, test_size, random_seed=random_seed, unseen="prior")
         return train, test, "synthetic (simulate_pmf default: 600 users x 400 items, rank 5)"
     if data in ("ml-100k", "100k", "movielens"):
         k = 1 if fold is None else int(fold)
@@ -115,10 +118,10 @@ def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: fl
         return train, test, f"MovieLens 100K fold u{k}"
     if data in ("ml-1m", "1m"):
         ratings = datasets.load_movielens("1m")
-        train, test = train_test_split(ratings, test_size, random_seed=random_seed)
+        train, test = train_test_split(ratings, test_size, random_seed=random_seed, unseen="prior")
         return train, test, f"MovieLens 1M, random {test_size:.0%} hold-out (seed {random_seed})"
-    ratings = Ratings.from_csv(data)
-    train, test = train_test_split(ratings, test_size, random_seed=random_seed)
+    ratings = Ratings.from_csv(data, **(csv_kw or {}))
+    train, test = train_test_split(ratings, test_size, random_seed=random_seed, unseen="prior")
     return train, test, f"{data}, random {test_size:.0%} hold-out (seed {random_seed})"
 
 
@@ -168,6 +171,7 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
     Point estimates get ``nan`` wherever a spread would be needed.
     """
     rows, fitted, preds = [], {}, {}
+    methods = list(dict.fromkeys(methods))  # each method once
     for name in methods:
         est = (estimators or {}).get(name) or make_estimator(name, n_factors, random_seed)
         est.fit(train)
@@ -311,8 +315,8 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
     if best:
         save("interval_width",
              lambda: plots.interval_width_vs_activity(comp.predictions[best], tr, label=best))
-        curves = {m: coverage_curve(comp.estimators[m], te) for m in post}
-        save("calibration", lambda: plots.calibration(curves))
+        save("calibration", lambda: plots.calibration({m: coverage_curve(comp.estimators[m], te)
+                                                       for m in post}))
         save("ppc", lambda: plots.ppc_ratings(comp.estimators[best], te))
         save("rank", lambda: plots.rank_plot(comp.estimators[best].result_))
         save("trace", lambda: plots.trace_plot(comp.estimators[best].result_))

@@ -122,6 +122,8 @@ class Ratings:
             )
         if len(frame) == 0:
             raise RatingsError("the ratings table is empty")
+        if duplicates not in ("error", "mean", "last"):
+            raise RatingsError(f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
         for c in (user_col, item_col):
             nulls = frame[c].isna().to_numpy()
             if nulls.any():
@@ -141,7 +143,10 @@ class Ratings:
                 f"{_py(raw.iloc[pos])!r}"
             )
         if scale is not None:
-            lo, hi = (float(s) for s in scale)
+            try:
+                lo, hi = (float(s) for s in scale)
+            except (TypeError, ValueError):
+                raise RatingsError(f"scale must be a pair (low, high) of numbers, got {scale!r}") from None
             if not lo < hi:
                 raise RatingsError(f"scale must be (low, high) with low < high, got {scale}")
             out = (values < lo) | (values > hi)
@@ -168,10 +173,8 @@ class Ratings:
                 )
             if duplicates == "mean":
                 table = table.groupby(["user", "item"], sort=False, as_index=False)["rating"].mean()
-            elif duplicates == "last":
-                table = table.drop_duplicates(["user", "item"], keep="last")
             else:
-                raise RatingsError(f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
+                table = table.drop_duplicates(["user", "item"], keep="last")
 
         ucodes, users = pd.factorize(table["user"], sort=True)
         icodes, items = pd.factorize(table["item"], sort=True)
@@ -199,14 +202,23 @@ class Ratings:
         duplicates: DuplicatePolicy = "error",
         **read_kw,
     ) -> Ratings:
-        """Read a CSV/TSV file (separator sniffed unless ``sep`` is given).
+        """Read a delimited text file.
 
-        With ``header=None`` the first three columns are taken as user, item,
-        rating.
+        Without ``sep``, tab is used for ``.tsv/.tab/.data/.base/.test`` files,
+        comma for ``.csv``, and otherwise the separator is sniffed from the
+        file (:class:`csv.Sniffer`).  With ``header=None`` the first three
+        columns are taken as user, item, rating.
         """
+        name = str(path)
+        if sep is None and name.endswith((".tsv", ".tab", ".data", ".base", ".test")):
+            sep = "\t"
+        elif sep is None and name.endswith(".csv"):
+            sep = ","
         if sep is None:
-            sep = "\t" if str(path).endswith((".tsv", ".tab", ".data", ".base", ".test")) else ","
-        frame = pd.read_csv(path, sep=sep, header=header, **read_kw)
+            frame = pd.read_csv(path, sep=None, engine="python", header=header, **read_kw)
+        else:
+            frame = pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c",
+                                **read_kw)
         if header is None:
             if frame.shape[1] < 3:
                 raise RatingsError(f"{path}: expected at least 3 columns, found {frame.shape[1]}")
@@ -318,15 +330,34 @@ def encode_pairs(pairs, users: pd.Index, items: pd.Index, *, names=("user", "ite
             )
         uid, iid = pairs[names[0]].to_numpy(), pairs[names[1]].to_numpy()
     else:
-        try:
-            uid, iid = (np.asarray(a) for a in pairs)
-        except (TypeError, ValueError) as exc:
-            raise RatingsError(
-                "pairs must be Ratings, a DataFrame with user/item columns, or (users, items)"
-            ) from exc
-        if uid.shape != iid.shape:
-            raise RatingsError(f"user and item arrays differ in length: {uid.shape} vs {iid.shape}")
+        uid, iid = _split_pairs(pairs)
     return uid, iid, users.get_indexer(uid), items.get_indexer(iid)
+
+
+_PAIRS_HELP = ("pairs must be Ratings, a DataFrame with user/item columns, a tuple (users, items), "
+               "a list of (user, item) rows or an (n, 2) array")
+
+
+def _split_pairs(pairs):
+    """Columns of the non-DataFrame forms of ``pairs`` (see :func:`encode_pairs`)."""
+    if isinstance(pairs, tuple) and len(pairs) == 2:
+        a, b = (np.asarray(x) for x in pairs)
+        if a.ndim == 0 and b.ndim == 0:  # one pair
+            return a.reshape(1), b.reshape(1)
+        if a.ndim == 1 and b.ndim == 1:
+            if a.shape != b.shape:
+                raise RatingsError(f"user and item arrays differ in length: {a.shape[0]} vs {b.shape[0]}")
+            return a, b
+        raise RatingsError(_PAIRS_HELP)
+    try:
+        rows = np.asarray(pairs, dtype=object if isinstance(pairs, list) else None)
+    except (TypeError, ValueError) as exc:
+        raise RatingsError(_PAIRS_HELP) from exc
+    if rows.ndim == 2 and rows.shape[1] == 2:
+        u, i = rows[:, 0], rows[:, 1]
+        # object rows of plain numbers become numeric again so they match numeric ids
+        return (pd.Series(u).infer_objects().to_numpy(), pd.Series(i).infer_objects().to_numpy())
+    raise RatingsError(_PAIRS_HELP)
 
 
 def handle_unseen(ucode, icode, policy: UnseenPolicy, *, user_ids=None, item_ids=None, what="pairs"):
@@ -389,6 +420,7 @@ def train_test_split(
     Test rows whose user or item has no training rating follow ``unseen``;
     their count is warned about and kept in ``test.meta["n_unseen"]``.
     """
+    ratings = Ratings.coerce(ratings)
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     rng = np.random.default_rng(random_seed)
@@ -415,6 +447,7 @@ def per_user_split(
 
     Users with fewer ratings stay entirely in training.
     """
+    ratings = Ratings.coerce(ratings)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rng = np.random.default_rng(random_seed)

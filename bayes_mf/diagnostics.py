@@ -179,7 +179,10 @@ def sampler_health(dt) -> dict:
     if "tree_depth" in ss:
         depth = np.asarray(ss["tree_depth"])
         out["max_tree_depth"] = int(depth.max())
-        out["share_at_max_depth"] = float(np.mean(depth >= depth.max()))
+        out["mean_tree_depth"] = float(depth.mean())
+    if "reached_max_treedepth" in ss or "maxdepth_reached" in ss:
+        hit = np.asarray(ss["reached_max_treedepth" if "reached_max_treedepth" in ss else "maxdepth_reached"])
+        out["share_at_depth_limit"] = float(np.mean(hit))
     if "step_size" in ss:
         out["step_size_mean"] = float(np.nanmean(np.asarray(ss["step_size"])))
     if "energy" in ss:
@@ -229,9 +232,11 @@ def log_likelihood(dt, *, max_draws: int | None = 500):
             lo, hi = sub.scale
             m = 1.0 / (1.0 + np.exp(-eta))
             z = (y[s:e] - lo) / (hi - lo)
+            # density of the rating itself: Jacobian of t(x) = (x - lo) / (hi - lo)
+            jac = -np.log(hi - lo)
         else:
-            m, z = eta, y[s:e]
-        ll[:, s:e] = -0.5 * np.log(2 * np.pi * sigma**2) - 0.5 * ((z - m) / sigma) ** 2
+            m, z, jac = eta, y[s:e], 0.0
+        ll[:, s:e] = -0.5 * np.log(2 * np.pi * sigma**2) - 0.5 * ((z - m) / sigma) ** 2 + jac
     ds = xr.Dataset({"rating": (("chain", "draw", "obs"), ll.reshape(n_chain, keep_draw.size, -1))},
                     coords={"chain": np.arange(n_chain), "draw": keep_draw, "obs": np.arange(y.size)})
     new = dt.copy()

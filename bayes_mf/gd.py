@@ -81,8 +81,14 @@ class GradientDescentMF(PointFactorEstimator):
         self.random_seed = random_seed
 
     def _fit(self, r) -> None:
-        if int(self.n_factors) < 1:
-            raise ValueError(f"n_factors must be >= 1, got {self.n_factors}")
+        if not isinstance(self.n_factors, (int, np.integer)) or self.n_factors < 1:
+            raise ValueError(f"n_factors must be an integer >= 1, got {self.n_factors!r}")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        for name in ("reg", "reg_bias"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.learning_rate <= 0:
@@ -129,4 +135,6 @@ class GradientDescentMF(PointFactorEstimator):
                 v *= self.momentum
                 v -= lr * g
                 p += v
+        # the last step moved the parameters after the loss was measured: measure again
+        e = y - self._eta(r.user, r.item)
         self.train_rmse_ = float(np.sqrt(np.mean(e**2)))

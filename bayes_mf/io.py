@@ -62,6 +62,10 @@ def save(estimator, path, *, overwrite: bool = False) -> Path:
     if path.exists():
         if not overwrite:
             raise FileExistsError(f"{path} exists: pass overwrite=True to replace it")
+        # never delete anything that is not a saved estimator
+        if not (path.is_dir() and (path / "estimator.json").is_file()):
+            raise FileExistsError(f"{path} exists and is not a saved bayes_mf estimator: "
+                                  "refusing to overwrite it")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     arrays = {"users": _id_array(estimator.users_, "user"), "items": _id_array(estimator.items_, "item")}
@@ -102,6 +106,9 @@ def load(path):
     meta = json.loads(meta_file.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported format {meta.get('format')!r} (this version reads {FORMAT})")
+    if meta.get("class") not in _CLASSES:
+        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}; "
+                         f"this version reads {sorted(_CLASSES)}")
     cls = getattr(importlib.import_module(_CLASSES[meta["class"]]), meta["class"])
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["params"].items()}
     est = cls(**params)

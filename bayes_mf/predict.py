@@ -18,7 +18,14 @@ Memory: the work is split into chunks of pairs so that at most
 
 Users or items unseen in training (code ``-1``) get their factors and biases
 drawn from the prior of each posterior draw (``sigma_u``, ``sigma_v``,
-``sigma_b``, ``sigma_c``), so their predictions are honest about knowing less.
+``sigma_b``, ``sigma_c``), so their intervals are honest about knowing less;
+their mean uses the prior mean (zero) exactly.  The prior draws are made per
+pair: the marginal predictive of each pair is right, but joint draws of two
+pairs of the same unseen user are not correlated as they should be.
+
+Intervals and sd are Monte-Carlo (one noise draw per posterior draw), so
+with a fixed seed they still depend slightly on which other pairs are
+predicted in the same call; the mean of seen pairs does not.
 """
 
 from __future__ import annotations
@@ -83,19 +90,26 @@ class PosteriorDraws:
     def thin(self, max_draws: int | None) -> PosteriorDraws:
         """An evenly spaced subset of at most ``max_draws`` draws."""
         S = self.n_draws
+        if max_draws is not None and int(max_draws) < 1:
+            raise ValueError(f"max_draws must be >= 1, got {max_draws}")
         if max_draws is None or S <= max_draws:
             return self
         return self.take(np.linspace(0, S - 1, max_draws).round().astype(int))
 
 
 def _side(F, bias, code, prior_sd, prior_bias_sd, rng):
-    """Gather factors/biases of one side for a chunk, drawing unseen ones from the prior."""
+    """Gather factors/biases of one side for a chunk; unseen ones are drawn from the
+    prior, or set to its mean (zero) when ``rng`` is None."""
     S, _, k = F.shape
     safe = np.where(code < 0, 0, code)
     f = F[:, safe, :]
     b = None if bias is None else bias[:, safe]
     unseen = code < 0
-    if unseen.any():
+    if unseen.any() and rng is None:
+        f[:, unseen, :] = 0.0
+        if b is not None:
+            b[:, unseen] = 0.0
+    elif unseen.any():
         m = int(unseen.sum())
         sd = np.zeros(S) if prior_sd is None else np.asarray(prior_sd, float)
         f[:, unseen, :] = rng.standard_normal((S, m, k)) * sd[:, None, None]
@@ -183,6 +197,9 @@ def posterior_predictive(
         m = 1.0 / (1.0 + np.exp(-eta)) if draws.link == "logistic" else eta
         y = m + sigma * rng.standard_normal(m.shape) if include_noise else m
         y = _to_rating_scale(draws, y)
+        if draws.link == "identity" and ((ucode[s:e] < 0) | (icode[s:e] < 0)).any():
+            # exact: an unseen side contributes its prior mean, zero
+            m = linear_predictor(draws, ucode[s:e], icode[s:e], None)
         out["mean"][s:e] = _to_rating_scale(draws, m.mean(axis=0))
         out["sd"][s:e] = y.std(axis=0, ddof=1) if S > 1 else np.nan
         lo, hi = np.quantile(y, q, axis=0)

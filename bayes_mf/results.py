@@ -114,7 +114,7 @@ def build_result(
         "random_seed": -1 if random_seed is None else int(random_seed),
         "fit_seconds": float(fit_seconds),
         "link": link,
-        "scale": "none" if scale is None else f"{scale[0]:g},{scale[1]:g}",
+        "scale": "none" if scale is None else f"{float(scale[0])!r},{float(scale[1])!r}",
         **{f"version_{k}": v for k, v in package_versions().items()},
     }
     if attrs:

@@ -48,3 +48,24 @@ def test_compare_movielens_fold(movielens_dir, tmp_path, capsys):
                  "--json", str(out)]) == 0
     rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
     assert rows["als"]["rmse"] <= 0.930 and rows["baseline"]["rmse"] < 0.97
+
+
+def test_cli_rejects_bad_interval_and_unknown_user(capsys):
+    assert main(["compare", "--interval", "1.5", "--methods", "baseline"]) == 2
+    assert "--interval" in capsys.readouterr().err
+    assert main(["recommend", "--user", "no-such-user", "--method", "als"]) == 2
+    assert "not in the data" in capsys.readouterr().err
+
+
+def test_cli_recommend_prints_top_n(capsys):
+    assert main(["recommend", "--user", "3", "--method", "als", "--n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "top 4 for user 3" in out and len(out.strip().splitlines()) == 6
+
+
+def test_cli_reads_csv_with_own_column_names(tmp_path, sim_small, capsys):
+    p = tmp_path / "r.txt"
+    sim_small.ratings.to_frame().rename(columns={"user": "uid", "item": "mid", "rating": "stars"}).to_csv(
+        p, sep=";", index=False)
+    assert main(["compare", "--data", str(p), "--methods", "baseline", "--user-col", "uid",
+                 "--item-col", "mid", "--rating-col", "stars"]) == 0

@@ -107,3 +107,42 @@ def test_fit_accepts_dataframe_and_keeps_ids(sim_small):
     m = bmf.ALS(2).fit(df)
     pred = m.predict(df.head(5))
     assert pred["user"].str.startswith("u").all()
+
+
+def test_pairs_forms_are_read_the_same_way(sim_split):
+    train, _ = sim_split
+    m = bmf.ALS(2).fit(train)
+    u, i = train.user_ids[:2], train.item_ids[:2]
+    ref = m.predict(pd.DataFrame({"user": u, "item": i}))["mean"].to_numpy()
+    rows = [(u[0], i[0]), (u[1], i[1])]
+    for pairs in (rows, np.array(rows), (list(u), list(i))):
+        np.testing.assert_array_equal(m.predict(pairs)["mean"].to_numpy(), ref)
+    np.testing.assert_array_equal(m.predict((u[0], i[0]))["mean"].to_numpy(), ref[:1])
+    with pytest.raises(RatingsError, match="pairs must be"):
+        m.predict(5)
+
+
+def test_point_estimates_ignore_interval_options_but_reject_typos(sim_split):
+    train, test = sim_split
+    m = bmf.ALS(2).fit(train)
+    pred = m.predict(test, interval=0.5)
+    assert "lo" not in pred.columns
+    with pytest.raises(TypeError, match="intervall"):
+        m.predict(test, intervall=0.5)
+
+
+@pytest.mark.parametrize("kw, match", [({"reg": 0}, "reg must be"), ({"reg": None}, "reg must be"),
+                                       ({"n_factors": "a"}, "n_factors"), ({"max_iter": 0}, "max_iter")])
+def test_als_parameter_errors_name_the_argument(sim_split, kw, match):
+    train, _ = sim_split
+    with pytest.raises(ValueError, match=match):
+        bmf.ALS(**kw).fit(train)
+
+
+def test_unseen_count_is_taken_before_dropping(sim_split):
+    train, _ = sim_split
+    m = bmf.ALS(2).fit(train)
+    with pytest.warns(UnseenIdsWarning):
+        pred = m.predict(pd.DataFrame({"user": [train.users[0], -5], "item": [train.items[0]] * 2}),
+                         unseen="drop")
+    assert len(pred) == 1 and pred.attrs["n_unseen"] == 1

@@ -12,6 +12,7 @@ import pytest
 import bayes_mf as bmf
 from bayes_mf import diagnostics, evaluate, io, plots
 from bayes_mf.compare import run, write_report
+from bayes_mf.data import UnseenIdsWarning
 
 matplotlib.use("Agg")
 
@@ -161,3 +162,44 @@ def test_save_load_pmf_map_with_init(sim_split, tmp_path):
     back = io.load(tmp_path / "pmf")
     pd.testing.assert_frame_equal(again.predict(test), back.predict(test))
     assert back.init is None
+
+
+def test_save_refuses_to_overwrite_foreign_folders(fits, tmp_path):
+    _, als = fits
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a saved"):
+        io.save(als, tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").exists()
+
+
+def test_unseen_mean_is_exact_and_draws_keep_chains(fits, sim_split):
+    gibbs, _ = fits
+    train, _ = sim_split
+    item = train.items[0]
+    with pytest.warns(UnseenIdsWarning):
+        a = gibbs.predict(pd.DataFrame({"user": ["new"], "item": [item]}))
+    with pytest.warns(UnseenIdsWarning):
+        b = gibbs.predict(pd.DataFrame({"user": ["new", train.users[1]], "item": [item, item]}))
+    assert a["mean"].iloc[0] == pytest.approx(b["mean"].iloc[0], rel=1e-12)
+    d = gibbs.predict_draws(pd.DataFrame({"user": [train.users[0]], "item": [item]}), max_draws=10_000)
+    assert d.sizes["chain"] == 2
+
+
+def test_logistic_loglik_is_density_of_the_rating(sim_split):
+    from bayes_mf.results import build_result
+
+    train, _ = sim_split
+    k = 2
+    post = {"U": np.zeros((1, 2, train.n_users, k)), "V": np.zeros((1, 2, train.n_items, k)),
+            "sigma": np.full((1, 2), 0.2), "mu": np.zeros((1, 2))}
+    lo, hi = float(train.rating.min()), float(train.rating.max())
+    dt = build_result(post, train, method="t", model="t", n_factors=k, random_seed=0, fit_seconds=0.0,
+                      link="logistic", scale=(lo, hi))
+    ll = diagnostics.log_likelihood(dt)["log_likelihood"]["rating"].to_numpy()[0, 0]
+    z = (train.rating - lo) / (hi - lo)
+    from scipy import stats
+
+    np.testing.assert_allclose(ll, stats.norm.logpdf(train.rating, lo + (hi - lo) * 0.5, 0.2 * (hi - lo)),
+                               rtol=1e-10)
+    assert z.shape == ll.shape
