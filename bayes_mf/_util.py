@@ -72,3 +72,15 @@ class SideIndex:
     def rhs(self, F: np.ndarray, y: np.ndarray) -> np.ndarray:
         r"""Per-row :math:`b_r = \sum_{n: row_n = r} y_n F_{c_n}`, shape (n_rows, d)."""
         return np.asarray(self.matrix(y) @ F)
+
+
+def interactive() -> bool:
+    """True in Jupyter/IPython or at a terminal: where progress bars are wanted by default."""
+    import sys
+
+    if "ipykernel" in sys.modules or hasattr(sys, "ps1"):
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -40,8 +40,11 @@ import pandas as pd
 __all__ = [
     "ConvergenceWarning",
     "IDENTIFIABLE",
+    "check_fit",
     "add_prediction_checks",
     "convergence",
+    "convergence_message",
+    "convergence_table",
     "sampler_health",
     "log_likelihood",
     "loo",
@@ -112,8 +115,6 @@ def convergence(dt, var_names=None, *, rhat_max: float = 1.01, ess_min: float = 
     DataFrame indexed by variable: ``rhat_max``, ``ess_bulk_min``,
     ``ess_tail_min``, ``mcse_mean_max``, ``size``, ``ok``.
     """
-    import arviz as az
-
     bad = [v for v in (var_names or []) if v in NOT_IDENTIFIABLE]
     if bad:
         raise ValueError(
@@ -125,23 +126,44 @@ def convergence(dt, var_names=None, *, rhat_max: float = 1.01, ess_min: float = 
         raise ValueError(f"convergence diagnostics need >= 2 chains, the result has {n_chain} "
                          "(a point estimate has no chains to compare)")
     add_prediction_checks(dt)
-    post = dt["posterior"]
-    names = [v for v in (var_names or IDENTIFIABLE) if v in post]
+    table = convergence_table(dt["posterior"].to_dataset(), var_names, rhat_max=rhat_max, ess_min=ess_min)
+    if warn and not table["ok"].all():
+        warnings.warn(convergence_message(table, rhat_max, ess_min), ConvergenceWarning, stacklevel=2)
+    return table
+
+
+def convergence_table(posterior, var_names=None, *, rhat_max: float = 1.01,
+                      ess_min: float = 400) -> pd.DataFrame:
+    """The table of :func:`convergence` from a posterior ``xarray.Dataset`` (dims ``chain``, ``draw``).
+
+    The samplers call this on their draws while they run, before a result
+    exists; it refuses nothing and warns about nothing.
+    """
+    import arviz as az
+
+    n_chain, n_draw = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    names = [v for v in (var_names or IDENTIFIABLE) if v in posterior]
     if not names:
         raise ValueError(f"none of {list(var_names or IDENTIFIABLE)} is in the posterior")
-    rhat = az.rhat(dt, var_names=names)
-    ess_b = az.ess(dt, var_names=names, method="bulk")
-    ess_t = az.ess(dt, var_names=names, method="tail")
-    mcse = az.mcse(dt, var_names=names, method="mean")
+    # a quantity held fixed (a given sigma, the scales of prior="fixed") has nothing to diagnose
+    names = [v for v in names if np.ptp(np.asarray(posterior[v])) > 0] or names[:0]
+    if not names:
+        return pd.DataFrame(columns=["size", "rhat_max", "ess_bulk_min", "ess_tail_min", "mcse_mean_max",
+                                     "ok"], index=pd.Index([], name="variable"))
+    ds = posterior[names]
+    rhat = az.rhat(ds)
+    ess_b = az.ess(ds, method="bulk")
+    ess_t = az.ess(ds, method="tail")
+    mcse = az.mcse(ds, method="mean")
 
-    def red(ds, name, fn):
-        return float(fn(np.asarray(ds[name])))
+    def red(res, name, fn):
+        return float(fn(np.asarray(res[name])))
 
     rows = []
     for n in names:
         rows.append({
             "variable": n,
-            "size": int(np.asarray(post[n]).size // (n_chain * n_draw)),
+            "size": int(np.asarray(ds[n]).size // (n_chain * n_draw)),
             "rhat_max": red(rhat, n, np.nanmax),
             "ess_bulk_min": red(ess_b, n, np.nanmin),
             "ess_tail_min": red(ess_t, n, np.nanmin),
@@ -150,13 +172,17 @@ def convergence(dt, var_names=None, *, rhat_max: float = 1.01, ess_min: float = 
     table = pd.DataFrame(rows).set_index("variable")
     table["ok"] = (table["rhat_max"] <= rhat_max) & (table["ess_bulk_min"] >= ess_min) & (
         table["ess_tail_min"] >= ess_min)
-    if warn and not table["ok"].all():
-        worst = table.loc[~table["ok"]]
-        parts = [f"{v} (R-hat {r.rhat_max:.3f}, ESS bulk {r.ess_bulk_min:.0f}, tail {r.ess_tail_min:.0f})"
-                 for v, r in worst.iterrows()]
-        warnings.warn(f"convergence not reached (R-hat > {rhat_max} or ESS < {ess_min}): "
-                      + "; ".join(parts), ConvergenceWarning, stacklevel=2)
     return table
+
+
+def convergence_message(table: pd.DataFrame, rhat_max: float = 1.01, ess_min: float = 400,
+                        advice: str = "") -> str:
+    """One sentence naming the quantities of ``table`` that fail, worst first, and what to change."""
+    worst = table.loc[~table["ok"]].sort_values("ess_bulk_min")
+    parts = [f"{v} (R-hat {r.rhat_max:.3f}, ESS bulk {r.ess_bulk_min:.0f}, tail {r.ess_tail_min:.0f})"
+             for v, r in worst.iterrows()]
+    text = (f"convergence not reached (R-hat > {rhat_max} or ESS < {ess_min}): " + "; ".join(parts))
+    return text + (f". {advice}" if advice else "")
 
 
 def sampler_health(dt) -> dict:
@@ -256,3 +282,35 @@ def loo(dt, *, max_draws: int | None = 500):
     if _n_samples(dt)[0] * _n_samples(dt)[1] < 2:
         raise ValueError("LOO needs posterior draws; a point estimate has one")
     return az.loo(log_likelihood(dt, max_draws=max_draws), var_name="rating")
+
+
+def check_fit(dt, *, advice: str = "", rhat_max: float = 1.01, ess_min: float = 400,
+              stacklevel: int = 3) -> tuple[bool | None, pd.DataFrame | None]:
+    """Diagnose a fresh sampled result the way every fit does, and warn when it fails.
+
+    Runs :func:`convergence` on the identifiable set and, for NUTS, checks
+    divergences, E-BFMI (< 0.3) and draws at the tree-depth limit.  Emits
+    one :class:`ConvergenceWarning` naming what failed, with ``advice`` on
+    what to change.  Returns ``(converged, table)``; ``(None, None)`` for a
+    result with a single chain (nothing to compare).
+    """
+    if _n_samples(dt)[0] < 2:
+        return None, None
+    table = convergence(dt, rhat_max=rhat_max, ess_min=ess_min, warn=False)
+    problems = []
+    if not table["ok"].all():
+        problems.append(convergence_message(table, rhat_max, ess_min))
+    health = sampler_health(dt)
+    if health.get("divergences", 0) > 0:
+        problems.append(f"{health['divergences']} divergent transitions (the sampler missed part of the "
+                        "posterior: raise target_accept or reparametrise)")
+    low = [b for b in health.get("bfmi", []) if b < 0.3]
+    if low:
+        problems.append(f"E-BFMI {min(low):.2f} < 0.3 in {len(low)} chain(s) (the energy is poorly explored)")
+    if health.get("share_at_depth_limit", 0.0) > 0.0:
+        problems.append(f"{health['share_at_depth_limit']:.1%} of draws hit the maximum tree depth")
+    converged = not problems
+    if problems:
+        warnings.warn("; ".join(problems) + (f". {advice}" if advice else ""), ConvergenceWarning,
+                      stacklevel=stacklevel)
+    return converged, table

@@ -1,0 +1,279 @@
+"""The :class:`PMF` estimator: parameters, checks and the dispatch to the fitting methods.
+
+Each method lives in its own module (:mod:`.map`, :mod:`.nuts`,
+:mod:`.advi`, :mod:`.gibbs`); the estimator keeps thin methods
+(``_fit_map``, ``_fit_nuts``, ...) that delegate to them, and stores the
+result (:meth:`PMF._store`) in the format of :mod:`bayes_mf.results`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..base import BayesianEstimator
+from ..data import Ratings
+from ..models import check_options, model_name
+from .advi import fit_advi
+from .gibbs import fit_gibbs
+from .map import fit_map
+from .nuts import fit_nuts
+from .sampling import initvals, sampling_model
+from .stats import _posterior_dict, _pred_check, check_pairs
+from .typeii import TypeII, empirical_bayes
+
+__all__ = ["PMF", "METHODS", "NUTS_SAMPLERS"]
+
+METHODS = ("map", "advi", "nuts", "gibbs")
+NUTS_SAMPLERS = ("nutpie", "pymc", "numpyro")
+
+
+class PMF(BayesianEstimator):
+    r"""Bayesian probabilistic matrix factorization with PyMC: MAP, ADVI or NUTS.
+
+    .. math::
+        R_{ij} \sim N\bigl(g(\mu + b_i + c_j + U_i^\top V_j),\ \sigma^2\bigr),
+        \quad U_i \sim N(0, \sigma_U^2 I),\ V_j \sim N(0, \sigma_V^2 I)
+
+    with the variants of :mod:`bayes_mf.models` (learned or fixed scales,
+    BPMF's hierarchical prior, biases, logistic link, constrained PMF).
+
+    Parameters
+    ----------
+    n_factors : int
+        Rank :math:`k`.
+    priors : {"adaptive", "fixed", "bpmf"}
+        ``"adaptive"``: scales learned under HalfNormal hyperpriors (NUTS)
+        or set by type-II EM (MAP, ADVI); ``"fixed"``: constant scales, those
+        given as ``sigma``/``sigma_u``/... or else their type-II estimates;
+        ``"bpmf"``: factor means and LKJ-Cholesky covariances.
+    biases : bool
+        Global mean plus user and item offsets.
+    link : {"identity", "logistic"}
+        ``"logistic"`` maps ratings to [0, 1] and needs a rating scale.
+    constrained : bool
+        Constrained PMF user factors.
+    method : {"map", "advi", "nuts", "gibbs"}
+        ``"gibbs"`` delegates to :class:`bayes_mf.gibbs.GibbsPMF`.
+    draws, tune, chains : int
+        Posterior draws per chain, warm-up steps (NUTS), chains (>= 2 for
+        NUTS).  ADVI draws ``draws * chains`` from its approximation, stored
+        as one chain.
+    nuts_sampler : {"nutpie", "pymc", "numpyro"}
+        NUTS backend; ``"numpyro"`` needs JAX.
+    target_accept : float
+        NUTS target acceptance.
+    advi_iterations : int
+        ADVI optimisation steps.
+    advi_learning_rate : float
+        Adam step size of ADVI.
+    batch_size : int, optional
+        ADVI minibatch size (``None``: full data, fine up to ~10^5 ratings).
+    sigma, sigma_u, sigma_v, sigma_b, sigma_c : float, optional
+        On the model scale.  ``priors="fixed"``: the scales themselves
+        (missing ones are type-II estimates).  Otherwise the scales of the
+        HalfNormal hyperpriors of NUTS/ADVI; missing ones default to twice
+        the type-II estimate (a weak prior centred on the data's own scale).
+        With ``method="gibbs"`` they are passed on to :class:`~bayes_mf.gibbs.GibbsPMF`.
+    init : PMF, optional
+        A fitted MAP ``PMF`` to start NUTS/ADVI from (else a MAP is run).
+    map_maxiter, map_ftol : int, float
+        L-BFGS-B iteration limit and relative objective tolerance of MAP
+        (the start is already near the mode; 1e-6 of a log density of ~1e5
+        is far below what changes a prediction).
+    em_iter : int
+        Maximum variational-EM iterations of the type-II step.
+    random_seed : int or None
+    progressbar : bool or None
+        Progress bars of the samplers; ``None``: on in interactive sessions (Jupyter, a terminal).
+    clip : bool
+        Clip predicted means and interval ends to the rating scale.
+
+    Attributes
+    ----------
+    result_ : xarray.DataTree
+    model_ : pymc.Model
+        The model that was fitted (for MAP: with the type-II scales as constants).
+    type2_ : TypeII
+        The type-II estimates behind the fit.
+    map_point_ : dict
+        The MAP point (model variable names -> arrays); NUTS/ADVI start there.
+    converged_ : bool or None
+        NUTS and Gibbs: whether the identifiable set passed R-hat <= 1.01 and
+        bulk/tail ESS >= 400 with no divergences, E-BFMI >= 0.3 and no draw at
+        the tree-depth limit (a :class:`~bayes_mf.diagnostics.ConvergenceWarning`
+        says what failed).  Not set for MAP and ADVI.
+    convergence_ : pandas.DataFrame or None
+        The diagnostics table behind ``converged_``.
+    fit_seconds_ : float
+    """
+
+    def __init__(
+        self,
+        n_factors: int = 10,
+        *,
+        priors: str = "adaptive",
+        biases: bool = True,
+        link: str = "identity",
+        constrained: bool = False,
+        method: str = "map",
+        draws: int = 500,
+        tune: int = 500,
+        chains: int = 2,
+        nuts_sampler: str = "nutpie",
+        target_accept: float = 0.8,
+        advi_iterations: int = 10_000,
+        advi_learning_rate: float = 0.01,
+        batch_size: int | None = None,
+        sigma: float | None = None,
+        sigma_u: float | None = None,
+        sigma_v: float | None = None,
+        sigma_b: float | None = None,
+        sigma_c: float | None = None,
+        init=None,
+        map_maxiter: int = 1000,
+        map_ftol: float = 1e-6,
+        em_iter: int = 25,
+        random_seed: int | None = 0,
+        progressbar: bool | None = None,
+        clip: bool = True,
+    ):
+        self.n_factors = n_factors
+        self.priors = priors
+        self.biases = biases
+        self.link = link
+        self.constrained = constrained
+        self.method = method
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.nuts_sampler = nuts_sampler
+        self.target_accept = target_accept
+        self.advi_iterations = advi_iterations
+        self.advi_learning_rate = advi_learning_rate
+        self.batch_size = batch_size
+        self.sigma = sigma
+        self.sigma_u = sigma_u
+        self.sigma_v = sigma_v
+        self.sigma_b = sigma_b
+        self.sigma_c = sigma_c
+        self.init = init
+        self.map_maxiter = map_maxiter
+        self.map_ftol = map_ftol
+        self.em_iter = em_iter
+        self.random_seed = random_seed
+        self.progressbar = progressbar
+        self.clip = clip
+
+    # ------------------------------------------------------------- checks
+    def _check_params(self, scale) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        check_options(n_factors=self.n_factors, priors=self.priors, link=self.link, scale=scale)
+        if self.method == "nuts" and self.nuts_sampler not in NUTS_SAMPLERS:
+            raise ValueError(f"nuts_sampler must be one of {NUTS_SAMPLERS}, got {self.nuts_sampler!r}")
+        for name in ("draws", "chains", "advi_iterations", "map_maxiter", "em_iter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.tune, bool) or not isinstance(self.tune, int | np.integer) or self.tune < 0:
+            raise ValueError(f"tune must be an integer >= 0, got {self.tune!r}")
+        if self.method == "nuts" and self.chains < 2:
+            raise ValueError(f"chains must be >= 2 for NUTS (R-hat needs them), got {self.chains}")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
+        if not self.advi_learning_rate > 0:
+            raise ValueError(f"advi_learning_rate must be > 0, got {self.advi_learning_rate!r}")
+        for name in ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {v!r}")
+        if self.batch_size is not None and self.method != "advi":
+            raise ValueError("batch_size applies to method='advi' only")
+        if self.init is not None and not (isinstance(self.init, PMF) and hasattr(self.init, "map_point_")):
+            raise ValueError("init must be a fitted PMF (e.g. PMF(method='map').fit(train)) or None")
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, r: Ratings) -> None:
+        scale = r.scale if r.scale is not None else None
+        self._check_params(scale)
+        self._t0 = time.perf_counter()
+        self._scale = scale
+        if self.method == "gibbs":
+            return self._fit_gibbs(r)
+        self._model_label = model_name(self.priors, self.biases, self.link, self.constrained)
+        if self.method == "map":
+            return self._fit_map(r)
+        if self.init is not None:
+            self._adopt_init(self.init, r)
+        else:
+            self._fit_map(r, store=False)
+        if self.method == "nuts":
+            return self._fit_nuts(r)
+        return self._fit_advi(r)
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def _given_scales(self) -> dict:
+        return {k: getattr(self, k) for k in ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")}
+
+    def _adopt_init(self, other: PMF, r: Ratings) -> None:
+        if not (other.users_.equals(r.users) and other.items_.equals(r.items)):
+            raise ValueError("init was fitted on different users/items than the data given to fit")
+        if int(other.n_factors) != int(self.n_factors):
+            raise ValueError(f"init has n_factors={other.n_factors}, this PMF {self.n_factors}")
+        self.type2_ = other.type2_
+        self.map_point_ = dict(other.map_point_)
+        self._map_scales = dict(other._map_scales)
+
+    # --------------------------------------------------------------- methods
+    def _type2(self, r: Ratings) -> TypeII:
+        return empirical_bayes(r, int(self.n_factors), biases=self.biases,
+                               full_cov=self.priors == "bpmf", max_iter=int(self.em_iter),
+                               tol=1e-3, random_seed=self.random_seed)
+
+    def _fit_map(self, r: Ratings, *, store: bool = True) -> None:
+        fit_map(self, r, store=store)
+
+    def _sampling_model(self, r: Ratings, batch_size=None, *, plug_in: bool = False):
+        return sampling_model(self, r, batch_size, plug_in=plug_in)
+
+    def _initvals(self, model) -> dict:
+        return initvals(self, model)
+
+    def _fit_nuts(self, r: Ratings) -> None:
+        fit_nuts(self, r)
+
+    def _fit_advi(self, r: Ratings) -> None:
+        fit_advi(self, r)
+
+    def _fit_gibbs(self, r: Ratings) -> None:
+        fit_gibbs(self, r)
+
+    # -------------------------------------------------------------- results
+    def _store(self, post, r: Ratings, *, method: str, sample_stats, attrs: dict, elbo=None) -> None:
+        import xarray as xr
+
+        from ..results import build_result
+
+        posterior = _posterior_dict(post, biases=self.biases)
+        posterior["pred_check"] = _pred_check(posterior, r, self.link, self._scale)
+        attrs = {"priors": self.priors, "biases": int(self.biases), "constrained": int(self.constrained),
+                 **{f"type2_{k}": float(v) for k, v in self._map_scales.items()}, **attrs}
+        dt = build_result(
+            posterior, r, method=method, model=self._model_label, n_factors=int(self.n_factors),
+            random_seed=self.random_seed, fit_seconds=self._elapsed(), sample_stats=sample_stats or None,
+            extra_dims={"pred_check": ["check"]}, link=self.link,
+            scale=self._scale if self.link == "logistic" else r.scale, attrs=attrs,
+        )
+        pos = check_pairs(r)
+        dt["posterior"] = dt["posterior"].to_dataset().assign_coords(
+            check=np.arange(len(pos)), check_obs=("check", pos),
+            check_user=("check", r.user_ids[pos]), check_item=("check", r.item_ids[pos]))
+        if elbo is not None:
+            ss = dt["sample_stats"].to_dataset() if "sample_stats" in dt.children else xr.Dataset()
+            dt["sample_stats"] = ss.assign(elbo=xr.DataArray(elbo, dims=["advi_iteration"]))
+        self.result_ = dt
+

@@ -1,0 +1,70 @@
+"""The models NUTS and ADVI fit, and their start values at the MAP point."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import Ratings
+from ..models import build_model
+from .typeii import _scaled_moments
+
+__all__ = ["sampling_model", "initvals"]
+
+_SCALES = ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")
+
+
+def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
+    """The PyMC model that NUTS or ADVI fits for ``est`` (a fitted-MAP :class:`~bayes_mf.inference.PMF`).
+
+    Parameters
+    ----------
+    est : PMF
+        Needs ``_map_scales`` and ``type2_`` (set by the MAP step).
+    r : Ratings
+        Training ratings.
+    batch_size : int, optional
+        Minibatch size (ADVI).
+    plug_in : bool
+        Hold the scales at their type-II values instead of learning them.
+
+    Returns
+    -------
+    pymc.Model
+    """
+    given = est._given_scales()
+    scales = dict(est._map_scales)
+    if plug_in:
+        # the scales (BPMF: factor means and covariances) as constants at
+        # their type-II values
+        moments = None
+        if est.priors == "bpmf":
+            moments = _scaled_moments(est.type2_, scales["sigma_u"])
+        return build_model(r, int(est.n_factors), priors="bpmf" if moments else "fixed",
+                           biases=est.biases, link=est.link, constrained=est.constrained,
+                           scale=est._scale, batch_size=batch_size, factor_moments=moments,
+                           sigma_w=scales["sigma_u"], **{k: scales.get(k) for k in _SCALES})
+    if est.priors == "fixed":
+        kw = {k: scales.get(k) for k in _SCALES}
+        kw["sigma_w"] = scales["sigma_u"]
+    else:
+        # hyperprior scales: the user's, else weakly informative ones wide
+        # around the type-II values (HalfNormal(2s) has its median near 1.35 s)
+        kw = {k: (given[k] if given[k] is not None else 2.0 * scales[k]) if k in scales else None
+              for k in _SCALES}
+        kw["sigma_w"] = kw["sigma_u"]
+    return build_model(r, int(est.n_factors), priors=est.priors, biases=est.biases,
+                       link=est.link, constrained=est.constrained, scale=est._scale,
+                       batch_size=batch_size, **kw)
+
+
+def initvals(est, model) -> dict:
+    """``est.map_point_`` restricted to the free variables of ``model`` whose shapes match."""
+    free = {rv.name: rv for rv in model.free_RVs}
+    ip = model.initial_point()
+    out = {}
+    for name, value in est.map_point_.items():
+        if name in free:
+            value = np.asarray(value, dtype=float)
+            if np.shape(ip[model.rvs_to_values[free[name]].name]) == value.shape:
+                out[name] = value
+    return out
