@@ -380,9 +380,9 @@ def test_gibbs_agrees_with_nuts():
 
 def test_runs_without_numba(sim, monkeypatch):
     """Where numba is not installed, "auto" falls back to the NumPy kernels; "numba" says why it can't."""
-    import bayes_mf.gibbs as gibbs
+    import bayes_mf.gibbs.kernels as kernels
 
-    monkeypatch.setattr(gibbs, "HAVE_NUMBA", False)
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
     model = GibbsPMF(2, backend="auto", n_samples=3, burn_in=1, chains=1).fit(sim.ratings)
     assert model.result_.attrs["backend"] == "numpy"
     assert model.compile_seconds_ == 0.0

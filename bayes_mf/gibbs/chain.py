@@ -1,0 +1,357 @@
+"""One Gibbs chain: its state, the sweep that moves it, and a run of sweeps.
+
+A chain's state (:class:`ChainState`, random generator included) is a plain
+picklable object, so a run can stop after any number of sweeps and go on
+later, in this process or a worker, with exactly the numbers an unbroken run
+would give.  That is what lets :class:`~bayes_mf.gibbs.GibbsPMF` sample in
+rounds until the diagnostics pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .layout import _Features, _Side
+from .moves import MU_PRIOR_PREC, scale_biases, shift_bias_mean, translate_factors
+from .priors import _gamma_precision, _normal_wishart
+
+SIDES = ("user", "item")
+
+
+@dataclass
+class _Settings:
+    """The model and sampler options a chain needs (a frozen copy of the estimator's)."""
+
+    n_factors: int
+    prior: str
+    biases: bool
+    global_mean: bool
+    sigma: float | None
+    sigma_u: float
+    sigma_v: float
+    sigma_bias: float
+    gamma_prior: tuple
+    init_scale: float
+    backend: str
+    store_factors: bool
+    moves: bool = True
+
+
+@dataclass
+class ChainState:
+    """Everything a chain carries from one sweep to the next."""
+
+    rng: np.random.Generator
+    X: dict  # side -> effective rows [F, b] (n x d)
+    W: dict  # side -> feature vectors (n_features x d) or None
+    mu: float
+    tau: float
+    lam_f: dict  # isotropic factor precisions
+    lam_b: dict  # bias precisions
+    m_f: dict  # factor prior means (BPMF)
+    Lam_f: dict  # factor prior precision matrices
+    prec_feat: dict  # side -> (n_groups x d) feature precisions or None
+    sweeps: int = 0
+
+
+def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
+    """A dispersed start, drawn from the chain's own seed.
+
+    Chains that all start at one point make R-hat blind (it compares chains),
+    so every chain starts elsewhere: random factors, random biases, a global
+    mean and noise and prior precisions jittered around the data's moments
+    by far more than their posterior spread.
+    """
+    rng = np.random.default_rng(seed)
+    rating = problem["rating"]
+    k, ub = st.n_factors, int(st.biases)
+    d = k + ub
+    sd = max(float(rating.std()), 1e-6)
+    X = {}
+    for side, n in (("user", problem["n_users"]), ("item", problem["n_items"])):
+        X[side] = np.zeros((n, d))
+        X[side][:, :k] = rng.normal(0.0, st.init_scale, (n, k))
+        if ub:
+            X[side][:, k] = rng.normal(0.0, 0.3 * sd, n)
+    feats = {s: problem.get(f"{s}_features") for s in SIDES}
+    W = {s: (np.zeros((f[0].shape[1], d)) if f is not None else None) for s, f in feats.items()}
+    mu = float(rating.mean()) + 0.5 * sd * rng.standard_normal() if st.global_mean else 0.0
+    tau = 1.0 / st.sigma**2 if st.sigma is not None else math.exp(rng.normal(0.0, 0.5)) / sd**2
+    fixed = st.prior == "fixed"
+    jitter = (lambda: 1.0) if fixed else (lambda: math.exp(rng.normal(0.0, 0.5)))
+    lam_f = {"user": jitter() / st.sigma_u**2, "item": jitter() / st.sigma_v**2}
+    lam_b = {s: jitter() / st.sigma_bias**2 for s in SIDES}
+    prec_feat = {s: (np.full((int(f[1].max()) + 1 if f[1].size else 0, d), lam_f[s]) if f is not None
+                     else None) for s, f in feats.items()}
+    return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
+                      m_f={s: np.zeros(k) for s in SIDES},
+                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat)
+
+
+class Sweeper:
+    """The data layout of one problem and the sweep over a :class:`ChainState`."""
+
+    def __init__(self, problem: dict, st: _Settings):
+        self.st = st
+        self.user, self.item, self.rating = problem["user"], problem["item"], problem["rating"]
+        self.n_obs = self.rating.shape[0]
+        self.k = st.n_factors
+        self.ub = int(st.biases)
+        self.d = self.k + self.ub
+        self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"]),
+                   "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"])}
+        self.counts = {s: np.diff(self.by[s].indptr).astype(np.float64) for s in SIDES}
+        self.feats = {s: (_Features(*problem[f"{s}_features"]) if problem.get(f"{s}_features") else None)
+                      for s in SIDES}
+        self.use_numba = st.backend == "numba"
+        self.resid_fn = kernels._residual_numba if self.use_numba else kernels._residual_numpy
+        self.G_store = {s: (np.empty((len(self.counts[s]), self.d, self.d)) if self.feats[s] is not None
+                            else np.empty((1, 1, 1))) for s in SIDES}
+        self.h_store = {s: (np.empty((len(self.counts[s]), self.d)) if self.feats[s] is not None
+                            else np.empty((1, 1))) for s in SIDES}
+        self.resid = {s: np.zeros(len(self.counts[s])) for s in SIDES}
+        self.check_u, self.check_i = problem["check_user"], problem["check_item"]
+
+    # ------------------------------------------------------------- blocks
+    def _prior(self, s: ChainState, side: str):
+        k, d = self.k, self.d
+        P = np.zeros((d, d))
+        P[:k, :k] = s.Lam_f[side]
+        m = np.zeros(d)
+        m[:k] = s.m_f[side]
+        if self.ub:
+            P[k, k] = s.lam_b[side]
+        return P, m
+
+    def side_step(self, s: ChainState, side: str) -> np.ndarray:
+        """Draw one side's effective rows and feature vectors (steps 1-3); return the own parts."""
+        other = s.X["item" if side == "user" else "user"]
+        X, f, by, k = s.X[side], self.feats[side], self.by[side], self.k
+        P, m = self._prior(s, side)
+        pm = np.empty_like(X)
+        pm[:] = m
+        if f is not None:
+            pm += f.A @ s.W[side]
+        z = s.rng.standard_normal(X.shape)
+        zf = s.rng.standard_normal(s.W[side].shape) if f is not None else None
+        store = f is not None
+        other_F = np.ascontiguousarray(other[:, :k])
+        other_b = np.ascontiguousarray(other[:, k]) if self.ub else np.zeros(other.shape[0])
+        G, h = self.G_store[side], self.h_store[side]
+        if self.use_numba:
+            ok = kernels._side_step_numba(by.indptr, by.cols, by.vals, other_F, other_b, s.mu, self.ub, P, pm,
+                                          s.tau, z, X, store, G, h)
+            if not ok:
+                raise FloatingPointError(f"non positive-definite {side} precision matrix")
+        else:
+            X[...] = kernels._side_step_numpy(by, other_F, other_b, s.mu, self.ub, P, pm, s.tau, z,
+                                              G if store else None, h if store else None)
+        if f is None:
+            return X.copy()
+        prec_rows = s.prec_feat[side][f.groups]
+        if self.use_numba:
+            ok = kernels._feature_step_numba(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows,
+                                             zf)
+            if not ok:
+                raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
+        else:
+            kernels._feature_step_numpy(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows, zf)
+        return X - f.A @ s.W[side]
+
+    def noise_and_mean(self, s: ChainState) -> float:
+        """Draw mu and tau (step 4); return the residual sum of squares at the new mu."""
+        k = self.k
+        Xu, Xv = s.X["user"], s.X["item"]
+        Uf, Vf = np.ascontiguousarray(Xu[:, :k]), np.ascontiguousarray(Xv[:, :k])
+        bu = np.ascontiguousarray(Xu[:, k]) if self.ub else np.zeros(1)
+        bv = np.ascontiguousarray(Xv[:, k]) if self.ub else np.zeros(1)
+        s1, s2 = self.resid_fn(self.user, self.item, self.rating, s.mu, Uf, Vf, bu, bv, self.ub,
+                               self.resid["user"], self.resid["item"])
+        n = self.n_obs
+        if self.st.global_mean:
+            prec = s.tau * n + MU_PRIOR_PREC
+            new_mu = (s.tau * (s1 + n * s.mu)) / prec + s.rng.standard_normal() / math.sqrt(prec)
+            delta = s.mu - new_mu
+            s2 = s2 + 2.0 * delta * s1 + n * delta * delta
+            for side in SIDES:
+                self.resid[side] += delta * self.counts[side]
+            s.mu = new_mu
+        if self.st.sigma is None:
+            a0, b0 = self.st.gamma_prior
+            s.tau = _gamma_precision(s.rng, a0, b0, s2, n)
+        return s2
+
+    def hyper(self, s: ChainState, own: dict) -> None:
+        """Draw the prior precisions (and BPMF's factor means) given the own parts (step 5)."""
+        if self.st.prior == "fixed":
+            return
+        k, a0, b0 = self.k, *self.st.gamma_prior
+        for side in SIDES:
+            F = own[side][:, :k]
+            if self.st.prior == "bpmf":
+                s.m_f[side], s.Lam_f[side] = _normal_wishart(s.rng, F)
+            else:
+                s.lam_f[side] = _gamma_precision(s.rng, a0, b0, float(np.sum(F * F)), F.size)
+                s.Lam_f[side] = s.lam_f[side] * np.eye(k)
+            if self.ub:
+                b = own[side][:, k]
+                s.lam_b[side] = _gamma_precision(s.rng, a0, b0, float(b @ b), b.size)
+            f = self.feats[side]
+            if f is not None:
+                for g in range(f.n_groups):
+                    Wg = s.W[side][f.groups == g]
+                    s.prec_feat[side][g] = _gamma_precision(s.rng, a0, b0, np.sum(Wg * Wg, axis=0),
+                                                            Wg.shape[0])
+
+    def moves(self, s: ChainState, own: dict, s2: float) -> float:
+        """The exact ridge moves of :mod:`bayes_mf.gibbs.moves`; returns the new residual sum of squares."""
+        if not self.ub:
+            return s2
+        k = self.k
+        mu = s.mu if self.st.global_mean else None
+        for side, other in (("item", "user"), ("user", "item")):
+            prior = (("bpmf", s.Lam_f[side], s.m_f[side]) if self.st.prior == "bpmf"
+                     else ("iso", s.lam_f[side]))
+            a, db, ma = translate_factors(s.rng, own[side][:, :k], prior, s.X[other][:, :k],
+                                          own[other][:, k], s.lam_b[other], mu)
+            s.X[side][:, :k] += a
+            own[side][:, :k] += a
+            s.X[other][:, k] += db
+            own[other][:, k] += db
+            if self.st.prior == "bpmf":
+                s.m_f[side] = s.m_f[side] + a
+            if mu is not None:
+                mu -= ma
+        if mu is not None:
+            for side in SIDES:
+                shift = shift_bias_mean(s.rng, own[side][:, k], s.lam_b[side], mu)
+                mu += shift
+                s.X[side][:, k] -= shift
+                own[side][:, k] -= shift
+            s.mu = mu
+        if self.st.prior != "fixed":
+            s2 = self._scale_moves(s, own, s2)
+        return s2
+
+    def _scale_moves(self, s: ChainState, own: dict, s2: float) -> float:
+        k, (a0, b0) = self.k, self.st.gamma_prior
+        codes = {"user": self.user, "item": self.item}
+        for side, other in (("user", "item"), ("item", "user")):
+            b = own[side][:, k]
+            delta, A, B = scale_biases(s.rng, b, self.counts[side], self.resid[side], s.tau,
+                                       s.lam_b[side], a0, b0)
+            # residuals r - delta * b: keep every running sum exact without a pass over the ratings
+            s2 = s2 - 2.0 * delta * B + delta * delta * A
+            self.resid[other] -= delta * np.bincount(codes[other], weights=b[codes[side]],
+                                                     minlength=self.resid[other].size)
+            self.resid[side] -= delta * self.counts[side] * b
+            s.X[side][:, k] += delta * b
+            own[side][:, k] += delta * b
+            s.lam_b[side] /= (1.0 + delta) ** 2
+        return s2
+
+    def sweep(self, s: ChainState) -> float:
+        """One full sweep; returns the residual sum of squares of the new state."""
+        own = {side: self.side_step(s, side) for side in SIDES}
+        s2 = self.noise_and_mean(s)
+        self.hyper(s, own)
+        if self.st.moves:
+            s2 = self.moves(s, own, s2)
+        s.sweeps += 1
+        return s2
+
+
+def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
+    """Store the identifiable summaries (and factors, if kept) of the current state in row ``row``."""
+    k, st = sw.k, sw.st
+    Xu, Xv = s.X["user"], s.X["item"]
+    out["sigma"][row] = 1.0 / math.sqrt(s.tau)
+    out["train_rmse"][row] = math.sqrt(max(s2, 0.0) / sw.n_obs)
+    for side, name in (("user", "sigma_u"), ("item", "sigma_v")):
+        # the prior sd of a new user's/item's factors (exact for isotropic priors;
+        # for BPMF the root mean variance of N(mu_U, Lambda_U^-1), its mean mu_U ignored)
+        out[name][row] = math.sqrt(float(np.mean(np.diag(np.linalg.inv(s.Lam_f[side])))))
+    eta = s.mu + np.einsum("nk,nk->n", Xu[sw.check_u, :k], Xv[sw.check_i, :k])
+    if sw.ub:
+        eta += Xu[sw.check_u, k] + Xv[sw.check_i, k]
+        out["user_bias"][row] = Xu[:, k]
+        out["item_bias"][row] = Xv[:, k]
+        out["sigma_b"][row] = 1.0 / math.sqrt(s.lam_b["user"])
+        out["sigma_c"][row] = 1.0 / math.sqrt(s.lam_b["item"])
+    out["pred_check"][row] = eta
+    if st.global_mean:
+        out["mu"][row] = s.mu
+    if st.prior == "bpmf":
+        out["mu_u"][row] = s.m_f["user"]
+        out["mu_v"][row] = s.m_f["item"]
+    if st.store_factors:
+        out["U"][row] = Xu[:, :k]
+        out["V"][row] = Xv[:, :k]
+
+
+def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
+    st, k = sw.st, sw.k
+    n_users, n_items = len(sw.counts["user"]), len(sw.counts["item"])
+    out = {name: np.empty(n_keep) for name in ("sigma", "sigma_u", "sigma_v", "train_rmse")}
+    out["pred_check"] = np.empty((n_keep, sw.check_u.size))
+    if st.global_mean:
+        out["mu"] = np.empty(n_keep)
+    if sw.ub:
+        out.update(user_bias=np.empty((n_keep, n_users)), item_bias=np.empty((n_keep, n_items)),
+                   sigma_b=np.empty(n_keep), sigma_c=np.empty(n_keep))
+    if st.prior == "bpmf":
+        out.update(mu_u=np.empty((n_keep, k)), mu_v=np.empty((n_keep, k)))
+    if st.store_factors:
+        out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
+    return out
+
+
+def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: int = 0, thin: int = 1,
+              progress: str | None = None) -> tuple[ChainState, dict]:
+    """Run ``n_sweeps`` sweeps from ``state`` (a seed starts a new chain from :func:`initial_state`).
+
+    The first ``burn_in`` sweeps are not kept; after them every ``thin``-th
+    sweep is.  Returns the new state and the kept draws (a dict of arrays
+    with a leading draw axis, plus ``loop_seconds`` and the running sums
+    ``U_sum``/``V_sum`` of the factors over the kept draws).  A top-level
+    function, so that worker processes can run it.
+    """
+    if not isinstance(state, ChainState):
+        state = initial_state(problem, st, state)
+    sw = Sweeper(problem, st)
+    n_keep = max(0, (n_sweeps - burn_in) // thin)
+    out = _empty_draws(sw, n_keep)
+    U_sum = np.zeros((len(sw.counts["user"]), sw.k))
+    V_sum = np.zeros((len(sw.counts["item"]), sw.k))
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_sweeps, desc=progress, leave=False)
+    t0 = time.perf_counter()
+    kept = 0
+    for t in range(n_sweeps):
+        s2 = sw.sweep(state)
+        if bar is not None:
+            bar.update(1)
+        if t < burn_in or (t - burn_in + 1) % thin or kept >= n_keep:
+            continue
+        _record(sw, state, out, kept, s2)
+        U_sum += state.X["user"][:, :sw.k]
+        V_sum += state.X["item"][:, :sw.k]
+        kept += 1
+    if bar is not None:
+        bar.close()
+    out["loop_seconds"] = time.perf_counter() - t0
+    out["U_sum"], out["V_sum"] = U_sum, V_sum
+    return state, out
+
+
+def _pool_chain(args):
+    problem, st, state, n_sweeps, kw = args
+    return run_chain(problem, st, state, n_sweeps, **kw)

@@ -1,0 +1,421 @@
+"""The :class:`GibbsPMF` estimator: options, data in, chains run, result out."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._util import interactive
+from ..base import BayesianEstimator
+from ..data import Ratings
+from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
+from . import kernels
+from .chain import _Settings
+from .layout import _implicit_matrix
+from .parallel import ChainRunner, _warm_up
+from .schedule import Plan, Sampled, budget_advice, sample
+
+__all__ = ["GibbsPMF"]
+
+_PRIORS = ("bpmf", "adaptive", "fixed")
+_IMPLICIT = {False: (), None: (), "none": (), "user": ("user",), "item": ("item",),
+             True: ("user", "item"), "both": ("user", "item")}
+_PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses worker processes
+# ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
+_PARALLEL_MIN_RATINGS = 20_000
+
+
+class GibbsPMF(BayesianEstimator):
+    r"""Blocked Gibbs sampler for PMF / BPMF with biases and implicit feedback.
+
+    The maths (model, priors, the exact conditional of every block) is in the
+    module docstring of :mod:`bayes_mf.gibbs`.
+
+    Parameters
+    ----------
+    n_factors : int
+        Rank :math:`k`.
+    prior : {"bpmf", "adaptive", "fixed"}
+        Normal-Wishart hierarchy on the factors (BPMF), isotropic Gaussian
+        with a Gamma hyperprior on its precision, or fixed prior sds
+        ``sigma_u``/``sigma_v``/``sigma_bias``.
+    biases : bool
+        User and item offsets :math:`b_i, c_j`.
+    global_mean : bool
+        Learn :math:`\mu` (else :math:`\mu = 0`).
+    implicit : {False, "user", "item", "both"}
+        Implicit-feedback terms (module docstring): a user's vector gains
+        :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
+        rated, an item's the same over its raters.  ``True`` means ``"both"``.
+    sigma : float or None
+        Fixed noise sd; ``None`` learns the noise precision (Gamma prior).
+    sigma_u, sigma_v, sigma_bias : float
+        Prior sds of factors and biases for ``prior="fixed"`` (feature
+        vectors of a side use that side's factor sd); ignored otherwise.
+    gamma_prior : (shape, rate)
+        :math:`(a_0, b_0)` of every Gamma hyperprior on a precision.
+    n_samples : int or None
+        Kept draws per chain.  ``None`` (default): sample in rounds until
+        every identifiable quantity passes ``target_rhat`` and
+        ``target_ess`` (bulk and tail), or until ``max_seconds`` is spent
+        (see :mod:`bayes_mf.gibbs.schedule`); an int runs exactly that many.
+    burn_in : int
+        Sweeps discarded first.  With ``n_samples`` given, total sweeps per
+        chain: ``burn_in + n_samples * thin``.
+    thin : int
+        Keep every ``thin``-th sweep after burn-in (with ``n_samples=None``
+        the thinning doubles whenever the kept draws per chain would exceed
+        ``max_draws``).
+    target_rhat, target_ess : float
+        Convergence targets of the default run: rank-normalised split R-hat
+        at most ``target_rhat``, bulk and tail ESS at least ``target_ess``.
+    max_seconds : float
+        Time budget of the default run; past it the fit stops with a
+        :class:`~bayes_mf.diagnostics.ConvergenceWarning` that says what to change.
+    max_draws : int
+        Kept draws per chain at most, with ``n_samples=None``.
+    moves : bool
+        The exact translation and scale moves of :mod:`bayes_mf.gibbs.moves`
+        (they change how fast the chains mix, not what they sample).  Off
+        only to study the plain blocked sampler.
+    chains : int
+        Independent chains; chain ``c`` uses child ``c`` of
+        ``np.random.SeedSequence(random_seed)``, so results do not depend on ``cores``.
+    cores : int or None
+        Worker processes for the chains; 1 runs them in this process.
+        ``None``: ``min(chains, os.cpu_count())`` processes when a chain has
+        at least 5e7 rating-sweeps of work (worker start-up costs seconds),
+        else in this process.  From a script, guard the fit with
+        ``if __name__ == "__main__":`` (workers re-import the main module).
+    backend : {"auto", "numba", "numpy"}
+        Kernel family; ``"auto"`` uses numba when it is importable.
+    store_factors : bool
+        Keep U and V of every kept draw (needed by ``predict``).  Memory:
+        chains x n_samples x (n_users + n_items) x k floats; with ``False``
+        only their running posterior means (``U_mean_``, ``V_mean_``) are
+        kept, which bounds memory for huge data, and ``predict`` is unavailable.
+    n_check : int
+        Training pairs (a seeded random subset) whose mean rating is stored
+        per draw as ``pred_check`` for R-hat/ESS.
+    init_scale : float
+        Sd of the random initial factors.  Every chain starts at its own
+        random point (factors, biases, mean, noise and prior precisions
+        dispersed), so that R-hat can see chains that have not met.
+    clip : bool
+        Clip predictions to the rating scale.
+    progressbar : bool or None
+        tqdm progress bars; ``None``: on in interactive sessions (Jupyter, a
+        terminal), off otherwise.
+    random_seed : int or None
+
+    Attributes
+    ----------
+    result_ : xarray.DataTree
+        ``posterior`` with ``U, V, sigma, mu, user_bias, item_bias, sigma_u,
+        sigma_v, sigma_b, sigma_c, pred_check`` (and ``mu_u, mu_v`` for BPMF);
+        ``U``/``V`` (and biases) are the *effective* vectors, implicit terms
+        included, so the shared posterior predictive applies unchanged.
+    U_mean_, V_mean_ : ndarray
+        Posterior means of the effective factors (all chains).
+    sweep_seconds_ : float
+        Mean wall time of one sweep of one chain (the sampling loop only: no
+        set-up, process start or result building).
+    compile_seconds_ : float
+        Time spent compiling or loading the numba kernels in this process.
+    converged_ : bool or None
+        Whether the identifiable set passed the targets (None with one chain).
+    convergence_ : pandas.DataFrame or None
+        The diagnostics table at the end of the fit
+        (:func:`bayes_mf.diagnostics.convergence_table`).
+    n_sweeps_ : int
+        Sweeps run per chain, warm-up included.
+    """
+
+    def __init__(
+        self,
+        n_factors: int = 10,
+        *,
+        prior: str = "bpmf",
+        biases: bool = True,
+        global_mean: bool = True,
+        implicit=False,
+        sigma: float | None = None,
+        sigma_u: float = 1.0,
+        sigma_v: float = 1.0,
+        sigma_bias: float = 1.0,
+        gamma_prior: tuple = (1.0, 1.0),
+        n_samples: int | None = None,
+        burn_in: int = 100,
+        thin: int = 1,
+        target_rhat: float = 1.01,
+        target_ess: float = 400.0,
+        max_seconds: float = 600.0,
+        max_draws: int = 500,
+        moves: bool = True,
+        chains: int = 4,
+        cores: int | None = None,
+        backend: str = "auto",
+        store_factors: bool = True,
+        n_check: int = 50,
+        init_scale: float = 0.1,
+        clip: bool = True,
+        progressbar: bool | None = None,
+        random_seed: int | None = 0,
+    ):
+        self.n_factors = n_factors
+        self.prior = prior
+        self.biases = biases
+        self.global_mean = global_mean
+        self.implicit = implicit
+        self.sigma = sigma
+        self.sigma_u = sigma_u
+        self.sigma_v = sigma_v
+        self.sigma_bias = sigma_bias
+        self.gamma_prior = gamma_prior
+        self.n_samples = n_samples
+        self.burn_in = burn_in
+        self.thin = thin
+        self.target_rhat = target_rhat
+        self.target_ess = target_ess
+        self.max_seconds = max_seconds
+        self.max_draws = max_draws
+        self.moves = moves
+        self.chains = chains
+        self.cores = cores
+        self.backend = backend
+        self.store_factors = store_factors
+        self.n_check = n_check
+        self.init_scale = init_scale
+        self.clip = clip
+        self.progressbar = progressbar
+        self.random_seed = random_seed
+
+    # ----------------------------------------------------------------- checks
+    def _check_params(self) -> None:
+        def integer(name, low):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+
+        def positive(name, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                    or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}, "
+                                 f"got {v!r}")
+
+        integer("n_factors", 1)
+        if self.n_samples is not None:
+            integer("n_samples", 1)
+        integer("max_draws", 10)
+        integer("burn_in", 0)
+        integer("thin", 1)
+        integer("chains", 1)
+        integer("n_check", 0)
+        if self.cores is not None:
+            integer("cores", 1)
+        if self.prior not in _PRIORS:
+            raise ValueError(f"prior must be one of {_PRIORS}, got {self.prior!r}")
+        if not isinstance(self.implicit, (bool, str, type(None))) or self.implicit not in _IMPLICIT:
+            raise ValueError(
+                f"implicit must be False, True, 'user', 'item' or 'both', got {self.implicit!r}")
+        if self.backend not in ("auto", "numba", "numpy"):
+            raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {self.backend!r}")
+        if self.backend == "numba" and not kernels.HAVE_NUMBA:
+            raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
+        positive("sigma", allow_none=True)
+        if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
+                                                      and self.target_rhat > 1.0):
+            raise ValueError(f"target_rhat must be a number > 1, got {self.target_rhat!r}")
+        for name in ("sigma_u", "sigma_v", "sigma_bias", "init_scale", "target_ess", "max_seconds"):
+            positive(name)
+        gp = self.gamma_prior
+        if (not isinstance(gp, (tuple, list)) or len(gp) != 2
+                or not all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in gp)):
+            raise ValueError(f"gamma_prior must be a (shape, rate) pair of positive numbers, got {gp!r}")
+
+    def _resolved_backend(self) -> str:
+        if self.backend == "auto":
+            return "numba" if kernels.HAVE_NUMBA else "numpy"
+        return self.backend
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, ratings, *, user_features=None, item_features=None, **ratings_kw):
+        r"""Sample the posterior given training ratings; returns ``self``.
+
+        Parameters
+        ----------
+        ratings : Ratings, DataFrame or path
+        user_features, item_features : DataFrame, optional
+            Side information indexed by the original user/item ids (numeric
+            columns; ids missing from the table get zeros).  Each column
+            :math:`l` adds :math:`A_{il} W_l` to the effective vector
+            (:math:`W_l` has its own factor and bias part, one Gamma prior
+            per column of :math:`W` for the whole table).  Scale the columns
+            yourself (e.g. one-hot rows divided by their norm).
+        **ratings_kw
+            Passed to :meth:`Ratings.coerce`.
+        """
+        self._side_features = {"user": user_features, "item": item_features}
+        try:
+            return super().fit(ratings, **ratings_kw)
+        finally:
+            del self._side_features
+
+    def _feature_block(self, side: str, r: Ratings):
+        implicit = _IMPLICIT[self.implicit]
+        blocks, groups = [], []
+        if side in implicit:
+            rows, cols = (r.user, r.item) if side == "user" else (r.item, r.user)
+            n_rows, n_cols = (r.n_users, r.n_items) if side == "user" else (r.n_items, r.n_users)
+            blocks.append(_implicit_matrix(rows, cols, n_rows, n_cols))
+            groups.append(np.zeros(n_cols, dtype=np.int64))
+        table = self._side_features[side]
+        if table is not None:
+            ids = r.users if side == "user" else r.items
+            name = f"{side}_features"
+            if not isinstance(table, pd.DataFrame):
+                raise ValueError(f"{name} must be a DataFrame indexed by {side} id, "
+                                 f"got {type(table).__name__}")
+            try:
+                values = table.astype(float)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name} must have numeric columns only: {exc}") from None
+            if not np.isfinite(values.to_numpy()).all():
+                raise ValueError(f"{name} holds non-finite values")
+            dense = values.reindex(ids).fillna(0.0).to_numpy()
+            blocks.append(sp.csr_matrix(dense))
+            groups.append(np.full(dense.shape[1], len(groups), dtype=np.int64))
+        if not blocks:
+            return None
+        return sp.hstack(blocks).tocsr(), np.concatenate(groups)
+
+    def _settings(self, backend: str) -> _Settings:
+        return _Settings(
+            n_factors=int(self.n_factors), prior=self.prior, biases=bool(self.biases),
+            global_mean=bool(self.global_mean), sigma=None if self.sigma is None else float(self.sigma),
+            sigma_u=float(self.sigma_u), sigma_v=float(self.sigma_v), sigma_bias=float(self.sigma_bias),
+            gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
+            backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
+        )
+
+    def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
+        """The arrays every chain needs, and the positions of the ``pred_check`` pairs."""
+        check_rng = np.random.default_rng(np.random.SeedSequence(self.random_seed).spawn(1)[0].spawn(1)[0])
+        n_check = min(int(self.n_check), len(r))
+        check = np.sort(check_rng.choice(len(r), size=n_check, replace=False))
+        problem = {
+            "user": np.ascontiguousarray(r.user, dtype=np.int64),
+            "item": np.ascontiguousarray(r.item, dtype=np.int64),
+            "rating": np.ascontiguousarray(r.rating, dtype=np.float64),
+            "n_users": r.n_users, "n_items": r.n_items,
+            "check_user": r.user[check].astype(np.int64), "check_item": r.item[check].astype(np.int64),
+            "user_features": self._feature_block("user", r),
+            "item_features": self._feature_block("item", r),
+        }
+        return problem, check
+
+    def _plan(self) -> Plan:
+        n_samples = None if self.n_samples is None else int(self.n_samples)
+        return Plan(burn_in=int(self.burn_in), n_samples=n_samples, thin=int(self.thin),
+                    target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
+                    max_seconds=float(self.max_seconds), max_draws=int(self.max_draws))
+
+    def _cores(self, n_obs: int, plan: Plan) -> int:
+        chains = int(self.chains)
+        if self.cores is not None:
+            return min(int(self.cores), chains)
+        sweeps = plan.burn_in + (plan.n_samples * plan.thin if plan.n_samples is not None else plan.first)
+        if plan.n_samples is not None and n_obs * sweeps * (1 + len(_IMPLICIT[self.implicit])) \
+                < _PARALLEL_MIN_WORK:
+            # a worker process costs ~2-3 s to start (imports); small fits finish sooner in-process
+            return 1
+        if plan.n_samples is None and n_obs < _PARALLEL_MIN_RATINGS:
+            return 1
+        return min(chains, os.cpu_count() or 1)
+
+    def _fit(self, r: Ratings) -> None:
+        self._check_params()
+        backend = self._resolved_backend()
+        self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
+        st = self._settings(backend)
+        problem, check = self._problem(r)
+        plan = self._plan()
+        seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
+        cores = self._cores(len(r), plan)
+        progressbar = interactive() if self.progressbar is None else bool(self.progressbar)
+        t0 = time.perf_counter()
+        with ChainRunner(problem, st, cores, progressbar) as runner:
+            res = sample(runner, seeds, plan, self._diagnose)
+        elapsed = time.perf_counter() - t0
+        self.n_sweeps_ = int(res.sweeps)
+        self.sweep_seconds_ = res.loop_seconds / (len(seeds) * res.sweeps)
+        self.U_mean_ = res.U_sum / res.n_summed
+        self.V_mean_ = res.V_sum / res.n_summed
+        self.converged_, self.convergence_ = res.converged, res.table
+        self.result_ = self._build(res, r, problem, check, st, elapsed, plan)
+        if res.converged is False:
+            warnings.warn(
+                convergence_message(res.table, plan.target_rhat, plan.target_ess,
+                                    budget_advice(plan, res, len(seeds))),
+                ConvergenceWarning, stacklevel=4)
+
+    def _diagnose(self, draws: list):
+        """The diagnostics table of the identifiable set, from the chains' draws so far."""
+        import xarray as xr
+
+        names = [v for v in IDENTIFIABLE if v in draws[0]]
+        ds = xr.Dataset({v: (("chain", "draw") + tuple(f"{v}_dim_{i}" for i in range(draws[0][v].ndim - 1)),
+                             np.stack([d[v] for d in draws])) for v in names})
+        return convergence_table(ds, names, rhat_max=float(self.target_rhat), ess_min=float(self.target_ess))
+
+    def _build(self, res: Sampled, r, problem, check, st, elapsed, plan: Plan):
+        from ..results import build_result
+
+        results = res.draws
+        stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
+        sample_stats = {"train_rmse": stacked.pop("train_rmse")}
+        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"]}
+        model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
+        extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
+            _IMPLICIT[self.implicit]))) if on]
+        for side in ("user", "item"):
+            if problem[f"{side}_features"] is not None and self._side_features[side] is not None:
+                extras.append(f"{side} features")
+        if extras:
+            model += " + " + ", ".join(extras)
+        n_kept = int(stacked["sigma"].shape[1])
+        dt = build_result(
+            stacked, r, method="gibbs", model=model, n_factors=st.n_factors, random_seed=self.random_seed,
+            fit_seconds=elapsed, sample_stats=sample_stats, extra_dims=extra_dims, scale=self.scale_,
+            attrs={"prior": st.prior, "backend": st.backend, "chains": len(results),
+                   "n_samples": n_kept, "burn_in": res.burn_in, "thin": res.thin,
+                   "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
+                   "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
+                   "moves": int(st.moves),
+                   "noise": "learned" if st.sigma is None else f"fixed {st.sigma:g}",
+                   "implicit": str(self.implicit), "store_factors": int(st.store_factors),
+                   "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
+                                   "covariance (used for unseen ids; prior mean ignored)"},
+        )
+        post = dt["posterior"].to_dataset()
+        post = post.assign_coords(check=np.arange(check.size),
+                                  check_user=("check", r.users.to_numpy()[r.user[check]]),
+                                  check_item=("check", r.items.to_numpy()[r.item[check]]),
+                                  check_obs=("check", check))
+        dt["posterior"] = post
+        return dt
+
+    def _predict_codes(self, ucode, icode, **kw):
+        if "U" not in self.result_["posterior"]:
+            raise ValueError("this GibbsPMF was fitted with store_factors=False: factor draws were not "
+                             "kept, so the posterior predictive is unavailable (U_mean_/V_mean_ hold "
+                             "the posterior means); refit with store_factors=True")
+        return super()._predict_codes(ucode, icode, **kw)

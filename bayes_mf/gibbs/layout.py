@@ -1,0 +1,44 @@
+"""Problem layout of the Gibbs sampler: observations grouped by side, feature matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._util import SideIndex
+
+
+class _Side:
+    """Observations grouped by one side, in the layouts both kernel families need."""
+
+    def __init__(self, rows, cols, vals, n_rows, n_cols):
+        self.index = SideIndex(rows, cols, n_rows, n_cols)
+        self.indptr = self.index.indptr
+        self.cols = self.index.indices
+        self.vals = np.ascontiguousarray(vals[self.index.order], dtype=np.float64)
+        self.cols_obs = cols
+        self.vals_obs = vals
+
+
+class _Features:
+    """Feature matrix A of one side (rows = users or items) with its column (CSC) layout."""
+
+    def __init__(self, A: sp.csr_matrix, groups: np.ndarray):
+        self.A = A.tocsr()
+        csc = self.A.tocsc()
+        csc.sort_indices()
+        self.f_indptr = csc.indptr.astype(np.int64)
+        self.f_rows = csc.indices.astype(np.int64)
+        self.f_vals = csc.data.astype(np.float64)
+        self.groups = groups  # group id per feature column
+        self.n_groups = int(groups.max()) + 1 if groups.size else 0
+        self.n = A.shape[1]
+
+
+def _implicit_matrix(rows, cols, n_rows, n_cols) -> sp.csr_matrix:
+    """Row i: 1/sqrt(n_i) at every column it co-occurs with (the SVD++ normalisation)."""
+    counts = np.bincount(rows, minlength=n_rows).astype(float)
+    vals = 1.0 / np.sqrt(counts[rows])
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
+    A.sum_duplicates()
+    return A
