@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write results.json, report.md and the figures (PNG) into DIR")
     _csv_options(c)
+    _sampler_options(c)
 
     r = sub.add_parser("recommend", help="top-n items for a user, with predictive intervals")
     r.add_argument("--user", required=True, help="the user's id as in the data")
@@ -56,7 +57,39 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unseen", action="store_true",
                    help="recommend from the prior for a user absent from the data instead of failing")
     _csv_options(r)
+    _sampler_options(r)
     return p
+
+
+def _sampler_options(p) -> None:
+    g = p.add_argument_group("sampling (nuts, gibbs, gibbs-implicit; default: each estimator's own)")
+    g.add_argument("--chains", type=int, default=None, help="chains per sampled fit")
+    g.add_argument("--draws", type=int, default=None,
+                   help="kept draws per chain (Gibbs default: sample until converged)")
+    g.add_argument("--tune", type=int, default=None, help="NUTS tuning steps (Gibbs: burn-in sweeps)")
+    g.add_argument("--burn-in", type=int, default=None, help="Gibbs burn-in sweeps")
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="Gibbs time budget of a run until converged (default 600)")
+    g.add_argument("--target-ess", type=float, default=None,
+                   help="Gibbs bulk and tail ESS to reach on every identifiable quantity (default 400)")
+    g.add_argument("--cores", type=int, default=None, help="Gibbs worker processes for the chains")
+
+
+def _sampling(args) -> dict:
+    """The sampler options given on the command line, checked before any fit starts."""
+    out = {}
+    for name in ("chains", "draws", "tune", "burn_in", "max_seconds", "target_ess", "cores"):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        low = 0 if name in ("tune", "burn_in") else 1
+        if value < low or (name in ("max_seconds", "target_ess") and value <= 0):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be {'>= 0' if low == 0 else 'positive'}, got {value}")
+        out[name] = value
+    if out.get("chains") == 1:
+        raise ValueError("--chains must be >= 2: convergence cannot be checked on one chain")
+    return out
 
 
 def _csv_options(p) -> None:
@@ -90,6 +123,7 @@ def _compare(args) -> int:
     if not 0 < args.interval < 1:
         print(f"bayes-mf: --interval must be in (0, 1), got {args.interval}", file=sys.stderr)
         return 2
+    sampling = _sampling(args)
     train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed,
                                   csv_kw=_csv_kw(args))
     print(f"data: {desc}; train {len(train)} ratings ({train.n_users} users x {train.n_items} items), "
@@ -97,11 +131,12 @@ def _compare(args) -> int:
           f"[{train.scale[0] if train.scale else train.rating.min():.3g}, "
           f"{train.scale[1] if train.scale else train.rating.max():.3g}]", flush=True)
     comp = run(train, test, methods, n_factors=args.rank, random_seed=args.seed, interval=args.interval,
-               progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
+               progress=lambda s: print("  " + s, file=sys.stderr, flush=True), sampling=sampling)
     table = comp.table
     print(format_table(table, args.interval))
     print("cov50/cov90: share of test ratings inside the central predictive interval; lpd: mean Gaussian "
-          "log predictive density; rhat/ess: on predicted ratings; n/a = point estimate (no spread)")
+          "log predictive density; rhat/ess: worst R-hat and bulk/tail ESS over sigma's, mu, every bias and "
+          "predicted ratings; conv: R-hat <= 1.01, ESS >= 400 (and NUTS healthy); n/a = point estimate")
     fold = None
     if args.data in ("ml-100k", "100k", "movielens"):
         fold = 1 if args.fold is None else args.fold
@@ -121,6 +156,7 @@ def _recommend(args) -> int:
     from .compare import METHODS, default_synthetic, make_estimator
     from .data import Ratings
 
+    sampling = _sampling(args)
     titles = None
     if args.model is not None:
         est = io.load(args.model)
@@ -138,7 +174,7 @@ def _recommend(args) -> int:
             titles = movielens_items("100k")["title"]
         else:
             ratings = Ratings.from_csv(args.data, **_csv_kw(args))
-        est = make_estimator(args.method, args.rank, args.seed).fit(ratings)
+        est = make_estimator(args.method, args.rank, args.seed, **sampling).fit(ratings)
         if args.save:
             io.save(est, args.save, overwrite=True)
             print(f"saved the fitted {args.method} to {args.save}")

@@ -87,13 +87,42 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def make_estimator(name: str, n_factors: int = 10, random_seed=0):
-    """An unfitted estimator for a method name of :data:`METHODS`."""
+#: sampler options shared by the CLI and :func:`run`, and the estimator parameter each sets
+SAMPLING_OPTIONS = {
+    "chains": {"GibbsPMF": "chains", "PMF": "chains"},
+    "draws": {"GibbsPMF": "n_samples", "PMF": "draws"},
+    "tune": {"GibbsPMF": "burn_in", "PMF": "tune"},
+    "burn_in": {"GibbsPMF": "burn_in", "PMF": "tune"},
+    "max_seconds": {"GibbsPMF": "max_seconds"},
+    "target_ess": {"GibbsPMF": "target_ess"},
+    "cores": {"GibbsPMF": "cores"},
+}
+
+
+def make_estimator(name: str, n_factors: int = 10, random_seed=0, **sampling):
+    """An unfitted estimator for a method name of :data:`METHODS`.
+
+    ``sampling`` takes the options of :data:`SAMPLING_OPTIONS` (``None`` =
+    the estimator's default); each is set where the estimator has it, so
+    ``draws`` is ``n_samples`` of Gibbs and ``draws`` of NUTS, and point
+    estimators ignore them all.
+    """
     try:
         factory = METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
-    return factory(n_factors, random_seed)
+    est = factory(n_factors, random_seed)
+    unknown = set(sampling) - set(SAMPLING_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown sampling option(s) {sorted(unknown)}; "
+                         f"choose from {sorted(SAMPLING_OPTIONS)}")
+    # burn_in after tune: the more specific name wins where both are given
+    for option in sorted(sampling, key=lambda o: o == "burn_in"):
+        value = sampling[option]
+        param = SAMPLING_OPTIONS[option].get(type(est).__name__)
+        if value is not None and param is not None:
+            setattr(est, param, value)
+    return est
 
 
 def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: float = 0.2,
@@ -148,7 +177,8 @@ class Comparison:
 
 def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"), *,
         n_factors: int = 10, random_seed=0, interval: float = 0.9,
-        estimators: dict | None = None, progress: Callable[[str], None] | None = None) -> Comparison:
+        estimators: dict | None = None, progress: Callable[[str], None] | None = None,
+        sampling: dict | None = None) -> Comparison:
     """Fit and score each method on the same split (same rank, seed and clipping).
 
     Parameters
@@ -160,20 +190,25 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
         50 % is reported as well)
     estimators : optional name -> unfitted estimator, overriding the defaults
     progress : optional callback receiving a line per fitted method
+    sampling : optional sampler options for :func:`make_estimator` (``chains``,
+        ``draws``, ``tune``, ``burn_in``, ``max_seconds``, ``target_ess``, ``cores``)
 
     Returns
     -------
     Comparison whose ``table`` has one row per method: ``method``, ``kind``
     (point/posterior), ``rmse``, ``mae``, ``coverage`` (at ``interval``),
     ``coverage50``, ``lpd`` (mean Gaussian log predictive density), ``fit_seconds``,
-    ``rhat_max`` / ``ess_min`` (on predicted ratings of training pairs,
-    posterior methods with >= 2 chains), ``n_train``, ``n_test``, ``n_unseen``.
+    ``rhat_max`` / ``ess_min`` (worst R-hat, worst bulk or tail ESS over the
+    identifiable set: sigma's, mu, every bias, predicted ratings of training
+    pairs; posterior methods with >= 2 chains), ``converged``, ``draws_total``
+    (kept draws, all chains), ``divergences`` and ``ebfmi_min`` (NUTS),
+    ``n_train``, ``n_test``, ``n_unseen``.
     Point estimates get ``nan`` wherever a spread would be needed.
     """
     rows, fitted, preds = [], {}, {}
     methods = list(dict.fromkeys(methods))  # each method once
     for name in methods:
-        est = (estimators or {}).get(name) or make_estimator(name, n_factors, random_seed)
+        est = (estimators or {}).get(name) or make_estimator(name, n_factors, random_seed, **(sampling or {}))
         est.fit(train)
         posterior = getattr(est, "is_bayesian", False) and not _is_point(est)
         with warnings.catch_warnings():
@@ -183,11 +218,10 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
             cov50 = (coverage(pred["rating"], *est.predict(test, interval=0.5)[["lo", "hi"]].T.to_numpy())
                      if posterior else float("nan"))
         s = score(pred)
-        rhat, ess = _prediction_convergence(est) if posterior else (float("nan"), float("nan"))
         rows.append({
             "method": name, "kind": "posterior" if posterior else "point",
             "rmse": s["rmse"], "mae": s["mae"], "coverage": s["coverage"], "coverage50": cov50,
-            "lpd": s["lpd"], "fit_seconds": est.fit_seconds_, "rhat_max": rhat, "ess_min": ess,
+            "lpd": s["lpd"], "fit_seconds": est.fit_seconds_, **_sampler_summary(est, posterior),
             "n_train": len(train), "n_test": len(pred), "n_unseen": pred.attrs.get("n_unseen", 0),
         })
         fitted[name], preds[name] = est, pred
@@ -202,13 +236,33 @@ def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline",
     return run(train, test, methods, **kw).table
 
 
-def _prediction_convergence(est) -> tuple[float, float]:
-    from .diagnostics import convergence
+def _sampler_summary(est, posterior: bool) -> dict:
+    """Convergence columns of a table row: the whole identifiable set, plus NUTS health."""
+    from .diagnostics import convergence, sampler_health
 
-    if est.result_["posterior"].sizes.get("chain", 1) < 2:
-        return float("nan"), float("nan")
-    t = convergence(est.result_, var_names=["pred_check"], warn=False)
-    return float(t["rhat_max"].max()), float(t[["ess_bulk_min", "ess_tail_min"]].min().min())
+    nan = float("nan")
+    out = {"rhat_max": nan, "ess_min": nan, "converged": None, "draws_total": 0, "divergences": None,
+           "ebfmi_min": nan}
+    if not posterior:
+        return out
+    post = est.result_["posterior"]
+    out["draws_total"] = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
+    if post.sizes.get("chain", 1) < 2:
+        return out
+    # the table the fit computed when it has one (Gibbs diagnoses while it samples)
+    t = getattr(est, "convergence_", None)
+    if t is None or not len(t):
+        t = convergence(est.result_, warn=False)
+    out["rhat_max"] = float(t["rhat_max"].max())
+    out["ess_min"] = float(t[["ess_bulk_min", "ess_tail_min"]].min().min())
+    converged = getattr(est, "converged_", None)
+    out["converged"] = bool(t["ok"].all()) if converged is None else bool(converged)
+    health = sampler_health(est.result_)
+    if "divergences" in health:
+        out["divergences"] = int(health["divergences"])
+    if health.get("bfmi"):
+        out["ebfmi_min"] = float(min(health["bfmi"]))
+    return out
 
 
 def _is_point(est) -> bool:
@@ -223,15 +277,20 @@ def _fmt(v, spec):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _yes(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else ("yes" if v else "no")
+
+
 def format_table(table: pd.DataFrame, interval: float = 0.9) -> str:
     """Plain-text table; quantities a point estimate cannot have show as ``n/a``."""
     cov = f"cov{int(round(interval * 100))}"
     lines = [f"{'method':<14} {'kind':<9} {'rmse':>7} {'mae':>7} {'cov50':>6} {cov:>6} {'lpd':>7} "
-             f"{'fit_s':>8} {'rhat':>6} {'ess':>6} {'n_test':>7} {'unseen':>6}"]
+             f"{'fit_s':>8} {'rhat':>6} {'ess':>6} {'conv':>4} {'n_test':>7} {'unseen':>6}"]
     for r in table.itertuples():
         lines.append(f"{r.method:<14} {r.kind:<9} {r.rmse:7.4f} {r.mae:7.4f} {_fmt(r.coverage50, '.3f'):>6} "
                      f"{_fmt(r.coverage, '.3f'):>6} {_fmt(r.lpd, '.3f'):>7} {r.fit_seconds:8.2f} "
-                     f"{_fmt(r.rhat_max, '.3f'):>6} {_fmt(r.ess_min, '.0f'):>6} {r.n_test:7d} "
+                     f"{_fmt(r.rhat_max, '.3f'):>6} {_fmt(r.ess_min, '.0f'):>6} {_yes(r.converged):>4} "
+                     f"{r.n_test:7d} "
                      f"{r.n_unseen:6d}")
     return "\n".join(lines)
 
@@ -256,12 +315,12 @@ _POSTERIOR_ORDER = ("nuts", "gibbs-implicit", "gibbs", "advi")
 
 def _markdown_table(table: pd.DataFrame, interval: float) -> str:
     cov = f"cov{int(round(interval * 100))}"
-    head = f"| method | kind | RMSE | MAE | cov50 | {cov} | LPD | fit s | max R-hat | min ESS |"
-    lines = [head, "|" + "---|" * 10]
+    head = f"| method | kind | RMSE | MAE | cov50 | {cov} | LPD | fit s | max R-hat | min ESS | converged |"
+    lines = [head, "|" + "---|" * 11]
     for r in table.itertuples():
         lines.append(f"| {r.method} | {r.kind} | {r.rmse:.4f} | {r.mae:.4f} | {_fmt(r.coverage50, '.3f')} | "
                      f"{_fmt(r.coverage, '.3f')} | {_fmt(r.lpd, '.3f')} | {r.fit_seconds:.2f} | "
-                     f"{_fmt(r.rhat_max, '.3f')} | {_fmt(r.ess_min, '.0f')} |")
+                     f"{_fmt(r.rhat_max, '.3f')} | {_fmt(r.ess_min, '.0f')} | {_yes(r.converged)} |")
     return "\n".join(lines)
 
 
