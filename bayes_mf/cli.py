@@ -213,7 +213,20 @@ def _parse_id(text: str, index):
     return text
 
 
+def _log_to_stderr() -> None:
+    """Show the package's progress log (e.g. each Gibbs round's diagnostics) on stderr."""
+    import logging
+
+    log = logging.getLogger("bayes_mf")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
+    _log_to_stderr()
     args = _parser().parse_args(argv)
     if args.command is None:
         args = _parser().parse_args(["compare", *(argv or [])])

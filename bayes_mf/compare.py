@@ -401,8 +401,16 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
           "*kind*: `point` = a point estimate (ALS, GD, MAP, baselines): it has no predictive spread, so its "
           "coverage, LPD and convergence columns are n/a — never faked. `posterior` = draws from a full "
           "posterior; coverage is the share of test ratings inside the central predictive interval "
-          "(noise included), LPD the mean Gaussian log predictive density, R-hat/ESS on predicted "
-          "ratings of 50 fixed training pairs (never on U, V: they are not identifiable).", ""]
+          "(noise included), LPD the mean Gaussian log predictive density; max R-hat and min ESS "
+          "(bulk or tail) are the worst over the identifiable set: sigma, the bias scales, mu, every "
+          "bias and the predicted ratings of 50 fixed training pairs (never U, V: they are not "
+          "identifiable). *converged*: all of them pass R-hat <= 1.01 and ESS >= 400 (NUTS also: no "
+          "divergences, E-BFMI >= 0.3, no draw at the tree-depth limit).", ""]
+    unconverged = [m for m in post if table.set_index("method").loc[m, "converged"] is False]
+    if unconverged:
+        md += ["**Not converged: " + ", ".join(unconverged) + ".** Their numbers come from chains "
+               "that fail the checks above; do not read them as posterior summaries (the fit-time "
+               "warning says what to change).", ""]
     if act_methods:
         md += ["## RMSE by the user's number of training ratings", "", "```",
                by_activity(act_methods, tr).to_string(index=False, float_format="%.4f"), "```", ""]

@@ -249,6 +249,34 @@ class SimulatedPMF:
                 + rowdot(self.U, self.V, user, item))
 
 
+def observed_pairs(rng: np.random.Generator, n_users: int, n_items: int,
+                   density: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random set of (user, item) codes with expected fraction ``density`` of all pairs.
+
+    Every user and every item gets at least one pair; the pairs are sampled
+    without ever forming the users x items matrix.
+    """
+    n_cells = n_users * n_items
+    target = int(round(density * n_cells))
+    if density > 0.5:
+        flat = rng.choice(n_cells, size=target, replace=False)
+    else:
+        # oversample and de-duplicate: O(n_obs) memory, never O(n_users * n_items)
+        draw = rng.integers(0, n_cells, size=int(target * 1.05) + 16)
+        flat = np.unique(draw)
+        if flat.size > target:
+            flat = rng.choice(flat, size=target, replace=False)
+    cover = np.concatenate([
+        np.arange(n_users, dtype=np.int64) * n_items + rng.integers(0, n_items, n_users),
+        rng.integers(0, n_users, n_items).astype(np.int64) * n_items + np.arange(n_items),
+    ])
+    flat = np.unique(np.concatenate([flat, cover]))
+    flat = flat[rng.permutation(flat.size)]
+    user = (flat // n_items).astype(np.int32)
+    item = (flat % n_items).astype(np.int32)
+    return user, item
+
+
 def simulate_pmf(
     n_users: int = 300,
     n_items: int = 200,
@@ -284,26 +312,9 @@ def simulate_pmf(
     b = rng.normal(0.0, bias_sd, size=n_users) if bias_sd > 0 else np.zeros(n_users)
     c = rng.normal(0.0, bias_sd, size=n_items) if bias_sd > 0 else np.zeros(n_items)
 
-    n_cells = n_users * n_items
-    target = int(round(density * n_cells))
-    if density > 0.5:
-        flat = rng.choice(n_cells, size=target, replace=False)
-    else:
-        # oversample and de-duplicate: O(n_obs) memory, never O(n_users * n_items)
-        draw = rng.integers(0, n_cells, size=int(target * 1.05) + 16)
-        flat = np.unique(draw)
-        if flat.size > target:
-            flat = rng.choice(flat, size=target, replace=False)
-    cover = np.concatenate([
-        np.arange(n_users, dtype=np.int64) * n_items + rng.integers(0, n_items, n_users),
-        rng.integers(0, n_users, n_items).astype(np.int64) * n_items + np.arange(n_items),
-    ])
-    flat = np.unique(np.concatenate([flat, cover]))
-    flat = flat[rng.permutation(flat.size)]
-    user = (flat // n_items).astype(np.int32)
-    item = (flat % n_items).astype(np.int32)
+    user, item = observed_pairs(rng, n_users, n_items, density)
     mean = global_mean + b[user] + c[item] + rowdot(U, V, user, item)
-    rating = mean + rng.normal(0.0, noise_sd, size=flat.size)
+    rating = mean + rng.normal(0.0, noise_sd, size=user.size)
     ratings = Ratings(user, item, rating, pd.RangeIndex(n_users, name="user"),
                       pd.RangeIndex(n_items, name="item"))
     return SimulatedPMF(ratings, U, V, float(noise_sd), float(global_mean), b, c)

@@ -23,6 +23,7 @@ __all__ = [
     "rank_plot",
     "trace_plot",
     "energy_plot",
+    "sbc_histograms",
 ]
 
 
@@ -191,3 +192,33 @@ def energy_plot(dt):
         raise ValueError("the result has no sampler energy (only NUTS has one)")
     pc = az.plot_energy(dt, backend="matplotlib")
     return pc.viz["figure"].item()
+
+
+def sbc_histograms(ranks: pd.DataFrame, *, bins: int = 10, title: str | None = None):
+    """Rank histograms of simulation-based calibration, one panel per quantity.
+
+    ``ranks`` is the table of :func:`bayes_mf.gibbs.simulate.sbc_ranks`; the
+    grey band is the central 99 % range of a bin count under uniform ranks,
+    so bars outside it flag a miscalibrated sampler.
+    """
+    from scipy.stats import binom
+
+    from .gibbs.simulate import rank_uniformity
+
+    names = list(ranks.columns)
+    fig, axes = _fig(1, len(names), size=(2.6 * len(names), 2.6))
+    axes = np.atleast_1d(axes)
+    n_values = int(ranks.attrs.get("draws", int(ranks.to_numpy().max()))) + 1
+    edges = np.linspace(0, n_values, bins + 1)
+    lo, hi = binom.ppf([0.005, 0.995], len(ranks), 1.0 / bins)
+    pvals = rank_uniformity(ranks, bins)
+    for ax, name in zip(axes, names, strict=True):
+        ax.axhspan(lo, hi, color="0.85", zorder=0)
+        counts, _, _ = ax.hist(ranks[name].to_numpy() + 0.5, bins=edges, color="C0", edgecolor="white")
+        ax.set_ylim(0, 1.15 * max(hi, counts.max()))
+        ax.set_title(f"{name}\nχ² p = {pvals[name]:.2f}", fontsize=9)
+        ax.set_xlabel("rank of the true value")
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

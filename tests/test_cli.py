@@ -69,3 +69,27 @@ def test_cli_reads_csv_with_own_column_names(tmp_path, sim_small, capsys):
         p, sep=";", index=False)
     assert main(["compare", "--data", str(p), "--methods", "baseline", "--user-col", "uid",
                  "--item-col", "mid", "--rating-col", "stars"]) == 0
+
+
+def test_compare_sampler_options_and_convergence_fields(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    assert main(["compare", "--methods", "als,gibbs", "--rank", "2", "--chains", "2", "--draws", "30",
+                 "--burn-in", "10", "--json", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    g = rows["gibbs"]
+    assert g["draws_total"] == 60 and isinstance(g["converged"], bool)
+    assert g["rhat_max"] > 1.0 and g["ess_min"] > 0
+    assert g["divergences"] is None and g["ebfmi_min"] is None  # NUTS-only fields
+    assert rows["als"]["converged"] is None and rows["als"]["draws_total"] == 0
+    assert "conv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--chains", "1"], "--chains"),
+    (["--max-seconds", "0"], "--max-seconds"),
+    (["--draws", "0"], "--draws"),
+    (["--burn-in", "-1"], "--burn-in"),
+])
+def test_sampler_options_checked_before_fitting(args, msg, capsys):
+    assert main(["compare", "--methods", "gibbs", *args]) == 2
+    assert msg in capsys.readouterr().err

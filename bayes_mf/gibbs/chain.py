@@ -17,7 +17,14 @@ import numpy as np
 
 from . import kernels
 from .layout import _Features, _Side
-from .moves import MU_PRIOR_PREC, scale_biases, shift_bias_mean, translate_factors
+from .moves import (
+    MU_PRIOR_PREC,
+    scale_biases,
+    scale_factors,
+    shift_bias_mean,
+    shift_features,
+    translate_factors,
+)
 from .priors import _gamma_precision, _normal_wishart
 
 SIDES = ("user", "item")
@@ -210,8 +217,20 @@ class Sweeper:
 
     def moves(self, s: ChainState, own: dict, s2: float) -> float:
         """The exact ridge moves of :mod:`bayes_mf.gibbs.moves`; returns the new residual sum of squares."""
-        if not self.ub:
-            return s2
+        self.invariant_moves(s, own)
+        if self.ub and self.st.prior != "fixed":
+            s2 = self._scale_moves(s, own, s2)
+        return s2
+
+    def invariant_moves(self, s: ChainState, own: dict) -> None:
+        """The moves that leave every predicted rating unchanged (only the priors see them)."""
+        if self.st.prior != "fixed":
+            self._factor_scale_move(s, own)
+        self._feature_moves(s, own)
+        if self.ub:
+            self._translation_moves(s, own)
+
+    def _translation_moves(self, s: ChainState, own: dict) -> None:
         k = self.k
         mu = s.mu if self.st.global_mean else None
         for side, other in (("item", "user"), ("user", "item")):
@@ -234,22 +253,58 @@ class Sweeper:
                 s.X[side][:, k] -= shift
                 own[side][:, k] -= shift
             s.mu = mu
-        if self.st.prior != "fixed":
-            s2 = self._scale_moves(s, own, s2)
-        return s2
+
+    def _feature_moves(self, s: ChainState, own: dict) -> None:
+        for side in SIDES:
+            f = self.feats[side]
+            if f is None:
+                continue
+            P, m = self._prior(s, side)
+            for g in range(f.n_groups):
+                mask = f.groups == g
+                z = shift_features(s.rng, s.W[side][mask], s.prec_feat[side][g], own[side], m, P,
+                                   f.group_weight[g])
+                s.W[side][mask] += z
+                own[side] -= np.outer(f.group_weight[g], z)
+
+    def _factor_scale_move(self, s: ChainState, own: dict) -> None:
+        k, (a0, b0) = self.k, self.st.gamma_prior
+        bpmf = self.st.prior == "bpmf"
+        A, B = ((0.5 * np.diag(s.Lam_f["user"]).copy(), 0.5 * np.diag(s.Lam_f["item"]).copy()) if bpmf
+                else (np.array([b0 * s.lam_f["user"]]), np.array([b0 * s.lam_f["item"]])))
+        C = np.zeros_like(A)
+        for side, acc, sign in (("user", A, -1.0), ("item", B, 1.0)):
+            f = self.feats[side]
+            if f is None:
+                continue
+            lam = s.prec_feat[side][:, :k]  # (groups x k) precisions of the feature factor columns
+            acc += b0 * (lam.sum(axis=0) if bpmf else lam.sum())
+            C += sign * 2.0 * a0 * f.n_groups * (1 if bpmf else k)
+        g = scale_factors(s.rng, A, B, C)
+        if not bpmf:
+            g = np.full(k, g[0])
+        for side, gs in (("user", g), ("item", 1.0 / g)):
+            s.X[side][:, :k] *= gs
+            own[side][:, :k] *= gs
+            if s.W[side] is not None:
+                s.W[side][:, :k] *= gs
+                s.prec_feat[side][:, :k] /= gs**2
+            s.m_f[side] = s.m_f[side] * gs
+            s.Lam_f[side] = s.Lam_f[side] / np.outer(gs, gs)
+            s.lam_f[side] /= gs[0] ** 2
 
     def _scale_moves(self, s: ChainState, own: dict, s2: float) -> float:
         k, (a0, b0) = self.k, self.st.gamma_prior
-        codes = {"user": self.user, "item": self.item}
-        for side, other in (("user", "item"), ("item", "user")):
+        for side in SIDES:
             b = own[side][:, k]
             delta, A, B = scale_biases(s.rng, b, self.counts[side], self.resid[side], s.tau,
                                        s.lam_b[side], a0, b0)
-            # residuals r - delta * b: keep every running sum exact without a pass over the ratings
+            # residuals r - delta * b: keep the running sums exact without a pass over the ratings;
+            # only the other side's sums (read by its move next) need one
             s2 = s2 - 2.0 * delta * B + delta * delta * A
-            self.resid[other] -= delta * np.bincount(codes[other], weights=b[codes[side]],
-                                                     minlength=self.resid[other].size)
-            self.resid[side] -= delta * self.counts[side] * b
+            if side == "user":
+                self.resid["item"] -= delta * np.bincount(self.item, weights=b[self.user],
+                                                          minlength=self.resid["item"].size)
             s.X[side][:, k] += delta * b
             own[side][:, k] += delta * b
             s.lam_b[side] /= (1.0 + delta) ** 2

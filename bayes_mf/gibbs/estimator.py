@@ -28,6 +28,7 @@ _IMPLICIT = {False: (), None: (), "none": (), "user": ("user",), "item": ("item"
 _PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses worker processes
 # ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
 _PARALLEL_MIN_RATINGS = 20_000
+_MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 
 
 class GibbsPMF(BayesianEstimator):
@@ -78,7 +79,8 @@ class GibbsPMF(BayesianEstimator):
         Time budget of the default run; past it the fit stops with a
         :class:`~bayes_mf.diagnostics.ConvergenceWarning` that says what to change.
     max_draws : int
-        Kept draws per chain at most, with ``n_samples=None``.
+        Kept draws per chain at most, with ``n_samples=None``; lowered so that
+        the stored factor draws take at most 1 GB (``store_factors=True``).
     moves : bool
         The exact translation and scale moves of :mod:`bayes_mf.gibbs.moves`
         (they change how fast the chains mix, not what they sample).  Off
@@ -155,7 +157,7 @@ class GibbsPMF(BayesianEstimator):
         target_rhat: float = 1.01,
         target_ess: float = 400.0,
         max_seconds: float = 600.0,
-        max_draws: int = 500,
+        max_draws: int = 1000,
         moves: bool = True,
         chains: int = 4,
         cores: int | None = None,
@@ -322,11 +324,15 @@ class GibbsPMF(BayesianEstimator):
         }
         return problem, check
 
-    def _plan(self) -> Plan:
+    def _plan(self, r: Ratings) -> Plan:
         n_samples = None if self.n_samples is None else int(self.n_samples)
+        max_draws = int(self.max_draws)
+        if self.store_factors:
+            per_draw = 8 * int(self.chains) * (r.n_users + r.n_items) * int(self.n_factors)
+            max_draws = min(max_draws, max(100, int(_MAX_FACTOR_BYTES // per_draw)))
         return Plan(burn_in=int(self.burn_in), n_samples=n_samples, thin=int(self.thin),
                     target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
-                    max_seconds=float(self.max_seconds), max_draws=int(self.max_draws))
+                    max_seconds=float(self.max_seconds), max_draws=max_draws)
 
     def _cores(self, n_obs: int, plan: Plan) -> int:
         chains = int(self.chains)
@@ -347,7 +353,7 @@ class GibbsPMF(BayesianEstimator):
         self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
         st = self._settings(backend)
         problem, check = self._problem(r)
-        plan = self._plan()
+        plan = self._plan(r)
         seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
         cores = self._cores(len(r), plan)
         progressbar = interactive() if self.progressbar is None else bool(self.progressbar)

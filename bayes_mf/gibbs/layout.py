@@ -33,6 +33,9 @@ class _Features:
         self.groups = groups  # group id per feature column
         self.n_groups = int(groups.max()) + 1 if groups.size else 0
         self.n = A.shape[1]
+        # each row's total weight on each group (the own-vs-feature shift of gibbs.moves)
+        self.group_weight = [np.asarray(self.A[:, groups == g].sum(axis=1)).ravel()
+                             for g in range(self.n_groups)]
 
 
 def _implicit_matrix(rows, cols, n_rows, n_cols) -> sp.csr_matrix:

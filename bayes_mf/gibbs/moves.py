@@ -63,6 +63,38 @@ with :math:`A = \sum_i n_i b_i^2`, :math:`B = \sum_i b_i \sum_{j\in\Omega_i} r_{
 in :math:`t`, so the kernel commutes with the group action as Liu &
 Sabatti's Theorem 2 asks) draws :math:`t`.  Only the *own* biases move; the
 bias part of feature vectors stays.
+
+*Scale of the factors of one side against the other*
+(:func:`scale_factors`): :math:`U_{\cdot p} \to g_p U_{\cdot p}`,
+:math:`V_{\cdot p} \to V_{\cdot p}/g_p`, with the prior moments following
+(BPMF: :math:`\mu_U \to D\mu_U`, :math:`\Lambda_U \to D^{-1}\Lambda_U D^{-1}`,
+:math:`D = \mathrm{diag}(g)`, and the inverse on the item side; isotropic
+priors: one common :math:`g`, :math:`\lambda_U \to \lambda_U/g^2`,
+:math:`\lambda_V \to g^2\lambda_V`; feature vectors and their precisions
+alike).  :math:`U V^\top` is unchanged, so is the likelihood; the
+normalising constants and Jacobians cancel between the two sides, and in
+:math:`t_p = \log g_p` each scale is independent with
+
+.. math::
+    \log p(t_p) = C_p t_p - A_p e^{-2t_p} - B_p e^{2t_p},
+
+:math:`A_p = \tfrac12(\Lambda_U)_{pp}` (:math:`W_0 = I`; isotropic:
+:math:`b_0\lambda_U`) plus :math:`b_0` times the user-feature precisions of
+column :math:`p`, :math:`B_p` the same for items, and :math:`C_p = -2a_0(G_U - G_V)`
+for :math:`G` feature groups per side (0 when both sides have the same).
+Blockwise Gibbs moves this scale (:math:`\|U_i\|`, the prior covariances)
+at about 0.0005 effective draws per sweep on MovieLens u1.
+
+*Own part against feature vectors* (:func:`shift_features`): with implicit
+feedback or side features a row's effective vector is
+:math:`x_i + \sum_l A_{il} W_l`; adding :math:`z` to every feature vector of
+one group and :math:`-r_i z` to every own row, :math:`r_i = \sum_{l\in g}
+A_{il}`, changes no effective vector.  Only the two Gaussian priors see
+:math:`z`: with :math:`D` the feature precisions and :math:`P, m` the prior
+precision and mean of the own rows,
+:math:`z \sim N(Q^{-1}h, Q^{-1})`, :math:`Q = n_g D + (\sum_i r_i^2) P`,
+:math:`h = -D\sum_{l\in g} W_l + P\sum_i r_i (x_i - m)`.  Without it the
+global mean trades slowly with the bias part of the implicit vectors.
 """
 
 from __future__ import annotations
@@ -169,3 +201,28 @@ def scale_biases(rng, b: np.ndarray, counts: np.ndarray, resid_sums: np.ndarray,
     B = float(b @ resid_sums)
     t = slice_draw(rng, lambda x: scale_log_density(x, A, B, tau, lam, a0, b0))
     return math.expm1(t), A, B
+
+
+def factor_scale_log_density(t: float, A: float, B: float, C: float) -> float:
+    """Log density of :math:`t = \\log g` of the factor scale move, up to a constant."""
+    return C * t - A * math.exp(-2.0 * t) - B * math.exp(2.0 * t)
+
+
+def scale_factors(rng, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Draw the factor scales :math:`g_p` (module docstring); one per entry of ``A``."""
+    return np.array([math.exp(slice_draw(rng, lambda x, a=a, b=b, c=c: factor_scale_log_density(x, a, b, c)))
+                     for a, b, c in zip(A, B, C, strict=True)])
+
+
+def shift_features(rng, W_g: np.ndarray, D: np.ndarray, own: np.ndarray, m: np.ndarray, P: np.ndarray,
+                   r: np.ndarray) -> np.ndarray:
+    """Draw the shift :math:`z` of one feature group against the own rows (module docstring).
+
+    ``W_g`` (n_g x d) are the group's feature vectors, ``D`` (d,) their
+    precisions, ``own`` (n x d) the own rows with prior mean ``m`` and
+    precision ``P``, ``r`` (n,) each row's total weight on the group.
+    """
+    Q = W_g.shape[0] * np.diag(D) + float(r @ r) * P
+    h = -D * W_g.sum(axis=0) + P @ (r @ (own - m))
+    return _gaussian_draw(rng, 0.5 * (Q + Q.T), h)
+

@@ -1,0 +1,153 @@
+"""Convergence by default: exact moves, dispersed starts, rounds until R-hat/ESS pass, honest warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayes_mf import diagnostics
+from bayes_mf.datasets import simulate_pmf
+from bayes_mf.diagnostics import ConvergenceWarning
+from bayes_mf.gibbs import GibbsPMF
+from bayes_mf.gibbs.chain import Sweeper, _Settings, initial_state
+from bayes_mf.gibbs.layout import _implicit_matrix
+from bayes_mf.gibbs.simulate import rank_uniformity, sbc_ranks, simulate_prior
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_pmf(40, 30, 2, density=0.4, noise_sd=0.5, global_mean=3.0, bias_sd=0.3, random_seed=3)
+
+
+def _problem(r, implicit: bool):
+    feats = (_implicit_matrix(r.user, r.item, r.n_users, r.n_items), np.zeros(r.n_items, np.int64))
+    return {"user": r.user.astype(np.int64), "item": r.item.astype(np.int64), "rating": r.rating.astype(float),
+            "n_users": r.n_users, "n_items": r.n_items, "check_user": r.user[:3].astype(np.int64),
+            "check_item": r.item[:3].astype(np.int64), "user_features": feats if implicit else None,
+            "item_features": None}
+
+
+def _eta(sw: Sweeper, s) -> np.ndarray:
+    k = sw.k
+    Xu, Xv = s.X["user"], s.X["item"]
+    return s.mu + Xu[sw.user, k] + Xv[sw.item, k] + np.einsum("nk,nk->n", Xu[sw.user, :k], Xv[sw.item, :k])
+
+
+@pytest.mark.parametrize("prior", ["bpmf", "adaptive", "fixed"])
+@pytest.mark.parametrize("implicit", [False, True])
+def test_invariant_moves_keep_every_prediction(sim, prior, implicit):
+    """Translation, factor-scale and feature moves change the state but no predicted rating."""
+    problem = _problem(sim.ratings, implicit)
+    st = _Settings(2, prior, True, True, None, 1.0, 1.0, 1.0, (1.0, 1.0), 0.1, "numpy", False)
+    s = initial_state(problem, st, 4)
+    sw = Sweeper(problem, st)
+    for _ in range(3):
+        sw.sweep(s)
+    own = {side: s.X[side] - (sw.feats[side].A @ s.W[side] if sw.feats[side] is not None else 0.0)
+           for side in ("user", "item")}
+    before, mu0, X0 = _eta(sw, s), s.mu, s.X["item"].copy()
+    sw.invariant_moves(s, own)
+    np.testing.assert_allclose(_eta(sw, s), before, rtol=0, atol=1e-9)
+    assert s.mu != mu0 and not np.allclose(s.X["item"], X0)  # the moves did move
+    # the own parts stay consistent with the effective rows and the feature vectors
+    for side in ("user", "item"):
+        f = sw.feats[side]
+        expect = s.X[side] - (f.A @ s.W[side] if f is not None else 0.0)
+        np.testing.assert_allclose(own[side], expect, atol=1e-9)
+
+
+def test_moves_leave_the_posterior_unchanged(sim):
+    """With and without the moves, long chains agree on every identifiable quantity (within 4 MCSE)."""
+    import arviz as az
+
+    kw = dict(prior="bpmf", implicit="user", n_samples=1500, burn_in=300, chains=4, cores=1, random_seed=2)
+    fits = {mv: GibbsPMF(2, moves=mv, **kw).fit(sim.ratings) for mv in (True, False)}
+    for v in ("sigma", "mu", "sigma_b", "sigma_c", "user_bias", "pred_check"):
+        a, b = (fits[mv].result_["posterior"].to_dataset()[[v]] for mv in (True, False))
+        diff = np.abs(a[v].mean(("chain", "draw")) - b[v].mean(("chain", "draw"))).to_numpy()
+        mcse = np.sqrt(np.asarray(az.mcse(a)[v]) ** 2 + np.asarray(az.mcse(b)[v]) ** 2)
+        assert np.mean(diff <= 4 * mcse) >= 0.95, (v, np.max(diff / mcse))
+    # and they are the reason mu mixes: its ESS per draw with the moves is far higher
+    ess = {mv: float(np.asarray(az.ess(fits[mv].result_["posterior"].to_dataset()[["mu"]])["mu"]))
+           for mv in (True, False)}
+    assert ess[True] > 2 * ess[False], ess
+
+
+def test_sbc_default_prior_is_calibrated():
+    """Ranks of the truth among posterior draws are uniform on data from the sampler's own prior."""
+    ranks = sbc_ranks(80, draws=39, thin=5, burn_in=100, random_seed=11, n_users=12, n_items=10)
+    assert set(ranks.columns) == {"sigma", "mu", "sigma_b", "user_bias[0]", "heldout[0]"}
+    assert ranks.to_numpy().min() >= 0 and ranks.to_numpy().max() <= 39
+    p = rank_uniformity(ranks, bins=4)
+    assert (p > 0.001).all(), p.to_dict()
+
+
+def test_rank_uniformity_detects_a_biased_sampler():
+    """The check can fail: ranks piled at one end give a tiny p-value."""
+    import pandas as pd
+
+    ranks = pd.DataFrame({"x": np.r_[np.zeros(60, int), np.arange(20)]})
+    ranks.attrs["draws"] = 39
+    assert rank_uniformity(ranks, bins=4)["x"] < 1e-6
+
+
+def test_simulate_prior_shapes():
+    d = simulate_prior(15, 12, 2, prior="adaptive", implicit="both", n_heldout=3, random_seed=0)
+    r = d.ratings
+    assert r.n_users == 15 and r.n_items == 12 and d.heldout_eta.shape == (3,)
+    observed = set(zip(r.user.tolist(), r.item.tolist(), strict=True))
+    assert not observed & set(zip(d.heldout_user.tolist(), d.heldout_item.tolist(), strict=True))
+    assert {"sigma", "mu", "sigma_b", "sigma_c", "user_bias", "item_bias"} <= set(d.truth)
+
+
+def test_chains_start_dispersed(sim):
+    problem = _problem(sim.ratings, False)
+    st = _Settings(2, "bpmf", True, True, None, 1.0, 1.0, 1.0, (1.0, 1.0), 0.1, "numpy", False)
+    a, b = (initial_state(problem, st, seed) for seed in (0, 1))
+    assert a.mu != b.mu and a.tau != b.tau and a.lam_b["user"] != b.lam_b["user"]
+    assert not np.allclose(a.X["user"][:, 2], b.X["user"][:, 2])  # biases differ too
+
+
+def test_default_fit_runs_until_converged(sim):
+    """n_samples=None: rounds until every identifiable quantity passes; the stored draws say so too."""
+    model = GibbsPMF(2, chains=4, cores=1, random_seed=0).fit(sim.ratings)
+    assert model.converged_ is True
+    assert model.convergence_["ok"].all()
+    table = diagnostics.convergence(model.result_, warn=False)
+    assert (table["rhat_max"] <= 1.01).all() and (table[["ess_bulk_min", "ess_tail_min"]] >= 400).all().all()
+    attrs = model.result_.attrs
+    assert attrs["converged"] == "true" and attrs["sweeps_per_chain"] == model.n_sweeps_
+    assert model.result_["posterior"].sizes["draw"] <= model.max_draws
+
+
+def test_budget_exhausted_warns_and_says_what_to_change(sim):
+    with pytest.warns(ConvergenceWarning, match="max_seconds=1"):
+        model = GibbsPMF(2, chains=2, cores=1, target_ess=1e7, max_seconds=1.0, random_seed=0).fit(sim.ratings)
+    assert model.converged_ is False
+    assert model.result_.attrs["stopped"] == "budget"
+
+
+def test_explicit_length_is_exact_and_warns_when_short(sim):
+    with pytest.warns(ConvergenceWarning, match="pass n_samples=None"):
+        model = GibbsPMF(2, n_samples=7, burn_in=3, chains=2, cores=1).fit(sim.ratings)
+    assert model.result_["posterior"].sizes["draw"] == 7 and model.n_sweeps_ == 10
+    assert model.converged_ is False
+
+
+def test_same_seed_same_numbers_whatever_the_cores(sim):
+    """Rounds, thinning and stopping depend on the draws only, never on where the chains ran."""
+    kw = dict(chains=2, random_seed=5, target_ess=100)
+    a = GibbsPMF(2, cores=1, **kw).fit(sim.ratings)
+    b = GibbsPMF(2, cores=2, **kw).fit(sim.ratings)
+    assert a.n_sweeps_ == b.n_sweeps_
+    np.testing.assert_array_equal(a.result_["posterior"]["pred_check"].to_numpy(),
+                                  b.result_["posterior"]["pred_check"].to_numpy())
+
+
+@pytest.mark.parametrize("bad, match", [(dict(target_rhat=1.0), "target_rhat"),
+                                        (dict(target_ess=0), "target_ess"),
+                                        (dict(max_seconds=-1), "max_seconds"),
+                                        (dict(max_draws=3), "max_draws")])
+def test_bad_convergence_options(sim, bad, match):
+    with pytest.raises(ValueError, match=match):
+        GibbsPMF(2, **bad).fit(sim.ratings)
