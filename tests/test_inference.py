@@ -272,3 +272,21 @@ def test_five_line_flow_is_importable_from_the_package():
     import bayes_mf
 
     assert bayes_mf.PMF is PMF
+
+
+def test_nuts_checks_itself_at_fit_time(nuts_fit):
+    """Every NUTS fit runs the identifiable-set diagnostics and records the verdict."""
+    assert isinstance(nuts_fit.converged_, bool)
+    assert set(nuts_fit.convergence_.index) >= {"sigma", "mu", "user_bias", "pred_check"}
+    assert nuts_fit.result_.attrs["converged"] == str(nuts_fit.converged_).lower()
+
+
+def test_nuts_chains_start_dispersed_but_at_the_map_factors():
+    from bayes_mf.inference.nuts import _jittered
+
+    point = {"U": np.ones((3, 2)), "sigma": np.array(0.5), "mu": np.array(3.0), "user_bias": np.zeros(3)}
+    starts = _jittered(point, {"sigma", "mu", "user_bias"}, 3, 0)
+    assert all(np.array_equal(s["U"], point["U"]) for s in starts)
+    sigmas = [float(s["sigma"]) for s in starts]
+    assert len(set(sigmas)) == 3 and min(sigmas) > 0
+    assert len({float(s["mu"]) for s in starts}) == 3

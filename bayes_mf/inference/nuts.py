@@ -28,12 +28,15 @@ def fit_nuts(est, r: Ratings) -> None:
     est.model_ = model
     initvals = est._initvals(model)
     kw = {}
+    # chains that all start at one point make R-hat blind: every chain starts at the MAP factors
+    # (U(-1, 1) jitter would throw them far from the mode) with its own jittered scales, mean and
+    # biases
+    dispersed = {rv for rv in model.free_RVs if rv.name not in _FACTORS}
     if est.nuts_sampler == "nutpie":
-        # start every chain at the MAP: nutpie's default U(-1, 1) jitter
-        # would throw the factors far from the mode
-        kw["compile_kwargs"] = {"jitter_rvs": set()}
+        kw["compile_kwargs"] = {"jitter_rvs": dispersed}
     elif est.nuts_sampler == "pymc":
         kw["init"] = "adapt_diag"
+        initvals = _jittered(initvals, {rv.name for rv in dispersed}, int(est.chains), est.random_seed)
     else:
         kw["nuts"] = {"jitter": False}
     with model:
@@ -50,7 +53,7 @@ def fit_nuts(est, r: Ratings) -> None:
         stats = normalise_sample_stats(dt["sample_stats"].to_dataset())
     attrs = {"nuts_sampler": est.nuts_sampler, "draws": int(est.draws), "tune": int(est.tune),
              "chains": int(est.chains), "target_accept": float(est.target_accept),
-             "init": "MAP with type-II scales"}
+             "init": "MAP factors, jittered scales, mean and biases per chain"}
     if "diverging" in stats:
         attrs["n_divergent"] = int(stats["diverging"].sum())
     est._store(post, r, method="nuts", sample_stats=stats, attrs=attrs)
@@ -59,6 +62,29 @@ def fit_nuts(est, r: Ratings) -> None:
         advice=f"{est.chains} chains x {est.draws} draws after {est.tune} tuning steps were run; raise draws "
                "and tune, or prefer method='gibbs' for this model")
     est.result_.attrs["converged"] = "n/a" if est.converged_ is None else str(est.converged_).lower()
+
+
+#: factor variables, started at the MAP point in every chain
+_FACTORS = {"U", "V", "Y", "W"}
+
+
+def _jittered(point: dict, names: set, chains: int, seed) -> list:
+    """One start per chain: ``point`` with the entries in ``names`` jittered (scales by a factor
+    in [1/e, e], the rest by U(-0.5, 0.5)), the PyMC counterpart of nutpie's ``jitter_rvs``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(chains):
+        start = {}
+        for name, value in point.items():
+            value = np.asarray(value, dtype=float)
+            if name in names:
+                u = rng.uniform(-1.0, 1.0, value.shape)
+                value = value * np.exp(u) if name.startswith(("sigma", "chol")) else value + 0.5 * u
+            start[name] = value
+        out.append(start)
+    return out
 
 
 def _require_jax() -> None:
