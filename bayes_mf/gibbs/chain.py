@@ -21,8 +21,8 @@ from .moves import (
     MU_PRIOR_PREC,
     scale_biases,
     scale_factors,
-    shift_bias_mean,
     shift_features,
+    shift_offsets,
     translate_factors,
 )
 from .priors import _gamma_precision, _normal_wishart
@@ -247,12 +247,36 @@ class Sweeper:
             if mu is not None:
                 mu -= ma
         if mu is not None:
-            for side in SIDES:
-                shift = shift_bias_mean(s.rng, own[side][:, k], s.lam_b[side], mu)
-                mu += shift
-                s.X[side][:, k] -= shift
-                own[side][:, k] -= shift
             s.mu = mu
+            self._offset_move(s, own)
+
+    def _offset_move(self, s: ChainState, own: dict) -> None:
+        """Jointly shift mu, the bias means and the bias part of feature groups (moves.shift_offsets)."""
+        k = self.k
+        groups = [(side, g) for side in SIDES if self.feats[side] is not None
+                  for g in range(self.feats[side].n_groups)]
+        m = 2 + len(groups)
+        blocks = [(np.array([s.mu]), np.r_[1.0, 1.0, np.zeros(m - 2)][None, :], MU_PRIOR_PREC)]
+        for col, side in enumerate(SIDES):
+            M = np.zeros((own[side].shape[0], m))
+            M[:, col] = -1.0
+            for j, (gside, g) in enumerate(groups):
+                if gside == side:
+                    M[:, 2 + j] = -self.feats[side].group_weight[g]
+            blocks.append((own[side][:, k], M, s.lam_b[side]))
+        for j, (side, g) in enumerate(groups):
+            mask = self.feats[side].groups == g
+            M = np.zeros((int(mask.sum()), m))
+            M[:, 2 + j] = 1.0
+            blocks.append((s.W[side][mask, k], M, s.prec_feat[side][g, k]))
+        z = shift_offsets(s.rng, blocks)
+        s.mu += z[0] + z[1]
+        for col, side in enumerate(SIDES):
+            delta = blocks[1 + col][1] @ z
+            own[side][:, k] += delta
+            s.X[side][:, k] -= z[col]  # the effective biases lose only the part mu gained
+        for j, (side, g) in enumerate(groups):
+            s.W[side][self.feats[side].groups == g, k] += z[2 + j]
 
     def _feature_moves(self, s: ChainState, own: dict) -> None:
         for side in SIDES:

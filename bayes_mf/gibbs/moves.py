@@ -43,9 +43,14 @@ biases and of :math:`\mu` depend on :math:`a` -- all Gaussian, so
 :math:`Q_V = n_V\lambda_V I`, :math:`h_V = -\lambda_V\sum_j V_j`.  The same
 with users and items swapped.
 
-*Bias mean against* :math:`\mu` (:func:`shift_bias_mean`): :math:`\mu \to
-\mu + s`, :math:`b_i \to b_i - s`; :math:`s \sim N\bigl((\lambda_b\sum_i b_i -
-\epsilon\mu)/(\epsilon + n\lambda_b),\ 1/(\epsilon + n\lambda_b)\bigr)`.
+*The offsets* (:func:`shift_offsets`): :math:`\mu \to \mu + s_b + s_c`,
+:math:`b_i \to b_i - s_b - z_u r_i`, :math:`c_j \to c_j - s_c - z_v r'_j`, and
+the bias part of every implicit/side feature vector of a group shifted by
+:math:`z_u` (users) or :math:`z_v` (items), :math:`r_i` the row's total
+weight on the group: :math:`\mu + b_i + c_j` is unchanged, and the joint
+Gaussian conditional of :math:`(s_b, s_c, z_u, z_v)` is drawn at once.  Drawn
+one at a time, these directions are strongly correlated with implicit
+feedback, and :math:`\mu` then mixes slowly.
 
 *Scale of the biases against their precision* (:func:`scale_biases`): the
 multiplicative group, :math:`b_i \to g b_i`, :math:`\lambda_b \to
@@ -153,13 +158,6 @@ def translate_factors(rng, own_F: np.ndarray, prior: tuple, other_F: np.ndarray,
     return a, -(w @ a), float(m @ a)
 
 
-def shift_bias_mean(rng, b: np.ndarray, lam_b: float, mu: float) -> float:
-    r"""Draw :math:`s` for :math:`\mu \to \mu + s`, :math:`b \to b - s` (module docstring)."""
-    prec = MU_PRIOR_PREC + b.size * lam_b
-    mean = (lam_b * b.sum() - MU_PRIOR_PREC * mu) / prec
-    return mean + rng.standard_normal() / math.sqrt(prec)
-
-
 def scale_log_density(t: float, A: float, B: float, tau: float, lam: float, a0: float, b0: float) -> float:
     """Log density of :math:`t = \\log g` on the orbit of the bias scale move, up to a constant."""
     delta = math.expm1(t)
@@ -226,3 +224,21 @@ def shift_features(rng, W_g: np.ndarray, D: np.ndarray, own: np.ndarray, m: np.n
     h = -D * W_g.sum(axis=0) + P @ (r @ (own - m))
     return _gaussian_draw(rng, 0.5 * (Q + Q.T), h)
 
+
+
+def shift_offsets(rng, blocks: list) -> np.ndarray:
+    r"""Draw a joint shift :math:`z` of the additive offsets (module docstring).
+
+    ``blocks`` are ``(x, M, lam)``: values ``x`` (n,) with prior
+    :math:`N(0, \lambda^{-1})` each, that move to ``x + M @ z`` (``M``: (n, m)).
+    The caller chooses ``M`` so that no predicted rating changes; then
+    :math:`z \sim N(Q^{-1}h, Q^{-1})` with :math:`Q = \sum \lambda M^\top M`,
+    :math:`h = -\sum \lambda M^\top x`.
+    """
+    m = blocks[0][1].shape[1]
+    Q = np.zeros((m, m))
+    h = np.zeros(m)
+    for x, M, lam in blocks:
+        Q += lam * (M.T @ M)
+        h -= lam * (M.T @ x)
+    return _gaussian_draw(rng, 0.5 * (Q + Q.T), h)
