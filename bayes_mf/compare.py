@@ -324,32 +324,14 @@ def _markdown_table(table: pd.DataFrame, interval: float) -> str:
     return "\n".join(lines)
 
 
-def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", fold=None,
-                 extra: dict | None = None, dpi: int = 80) -> dict:
-    """Write ``results.json``, ``report.md`` and the figures (PNG) of a comparison into ``out_dir``.
-
-    Figures (PNG): posterior mean vs ALS, interval width vs activity,
-    calibration, posterior predictive check, RMSE by user activity, rank and
-    trace plots of identifiable quantities, NUTS energy.  Figures that need a
-    method that was not run are skipped and the report says so.
-
-    Returns a dict name -> path of what was written.
-    """
-    from pathlib import Path
-
+def _write_figures(comp: Comparison, out, post: list, dpi: int) -> tuple[dict, list, dict]:
+    """The PNG figures of :func:`write_report`; returns (written, skipped, methods by activity)."""
     import matplotlib.pyplot as plt
 
     from . import plots
-    from .diagnostics import sampler_health
-    from .evaluate import by_activity, coverage_curve
+    from .evaluate import coverage_curve
 
-    out = Path(out_dir)
-    # figures sit beside report.md so that the folder can be committed as it is
-    out.mkdir(parents=True, exist_ok=True)
     written, skipped = {}, []
-    table = comp.table
-    post = [m for m in _POSTERIOR_ORDER if m in comp.estimators
-            and table.set_index("method").loc[m, "kind"] == "posterior"]
     best = post[0] if post else None
     point = "als" if "als" in comp.predictions else ("map" if "map" in comp.predictions else None)
 
@@ -386,6 +368,33 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
     act_methods = {m: comp.predictions[m] for m in ("als", "map", *post) if m in comp.predictions}
     if act_methods:
         save("rmse_by_activity", lambda: plots.rmse_by_activity(act_methods, tr))
+    return written, skipped, act_methods
+
+
+def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", fold=None,
+                 extra: dict | None = None, dpi: int = 80) -> dict:
+    """Write ``results.json``, ``report.md`` and the figures (PNG) of a comparison into ``out_dir``.
+
+    Figures (PNG): posterior mean vs ALS, interval width vs activity,
+    calibration, posterior predictive check, RMSE by user activity, rank and
+    trace plots of identifiable quantities, NUTS energy.  Figures that need a
+    method that was not run are skipped and the report says so.
+
+    Returns a dict name -> path of what was written.
+    """
+    from pathlib import Path
+
+    from .diagnostics import sampler_health
+    from .evaluate import by_activity
+
+    out = Path(out_dir)
+    # figures sit beside report.md so that the folder can be committed as it is
+    out.mkdir(parents=True, exist_ok=True)
+    table = comp.table
+    post = [m for m in _POSTERIOR_ORDER if m in comp.estimators
+            and table.set_index("method").loc[m, "kind"] == "posterior"]
+    written, skipped, act_methods = _write_figures(comp, out, post, dpi)
+    tr, te = comp.train, comp.test
     results_path = out / "results.json"
     results_path.write_text(to_json(table, data=data, fold=fold, extra=extra))
     written["results.json"] = results_path
