@@ -90,9 +90,11 @@ class GibbsPMF(BayesianEstimator):
         ``np.random.SeedSequence(random_seed)``, so results do not depend on ``cores``.
     cores : int or None
         Worker processes for the chains; 1 runs them in this process.
-        ``None``: ``min(chains, os.cpu_count())`` processes when a chain has
-        at least 5e7 rating-sweeps of work (worker start-up costs seconds),
-        else in this process.  From a script, guard the fit with
+        ``None``: ``min(chains, os.cpu_count())`` processes when the work is
+        large enough to repay their start-up (seconds): with ``n_samples``
+        given, at least 5e7 rating-sweeps per chain; with ``n_samples=None``,
+        at least 20 000 ratings.  Else in this process.  The draws are the
+        same either way.  From a script, guard the fit with
         ``if __name__ == "__main__":`` (workers re-import the main module).
     backend : {"auto", "numba", "numpy"}
         Kernel family; ``"auto"`` uses numba when it is importable.
