@@ -1,7 +1,7 @@
 """The ``bayes-mf`` command.
 
 ``bayes-mf compare`` fits several methods on one split and prints a table;
-with no arguments it runs on the built-in synthetic data in well under a
+with no arguments it runs on the built-in synthetic data in about a
 minute.  Examples::
 
     bayes-mf compare

@@ -27,7 +27,7 @@ _IMPLICIT = {False: (), None: (), "none": (), "user": ("user",), "item": ("item"
              True: ("user", "item"), "both": ("user", "item")}
 _PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses worker processes
 # ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
-_PARALLEL_MIN_RATINGS = 20_000
+_PARALLEL_MIN_RATINGS = 5_000
 _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 
 
@@ -93,7 +93,7 @@ class GibbsPMF(BayesianEstimator):
         ``None``: ``min(chains, os.cpu_count())`` processes when the work is
         large enough to repay their start-up (seconds): with ``n_samples``
         given, at least 5e7 rating-sweeps per chain; with ``n_samples=None``,
-        at least 20 000 ratings.  Else in this process.  The draws are the
+        at least 5 000 ratings.  Else in this process.  The draws are the
         same either way.  From a script, guard the fit with
         ``if __name__ == "__main__":`` (workers re-import the main module).
     backend : {"auto", "numba", "numpy"}
