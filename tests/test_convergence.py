@@ -21,10 +21,10 @@ def sim():
 
 def _problem(r, implicit: bool):
     feats = (_implicit_matrix(r.user, r.item, r.n_users, r.n_items), np.zeros(r.n_items, np.int64))
-    return {"user": r.user.astype(np.int64), "item": r.item.astype(np.int64), "rating": r.rating.astype(float),
-            "n_users": r.n_users, "n_items": r.n_items, "check_user": r.user[:3].astype(np.int64),
-            "check_item": r.item[:3].astype(np.int64), "user_features": feats if implicit else None,
-            "item_features": None}
+    return {"user": r.user.astype(np.int64), "item": r.item.astype(np.int64),
+            "rating": r.rating.astype(float), "n_users": r.n_users, "n_items": r.n_items,
+            "check_user": r.user[:3].astype(np.int64), "check_item": r.item[:3].astype(np.int64),
+            "user_features": feats if implicit else None, "item_features": None}
 
 
 def _eta(sw: Sweeper, s) -> np.ndarray:
@@ -122,7 +122,8 @@ def test_default_fit_runs_until_converged(sim):
 
 def test_budget_exhausted_warns_and_says_what_to_change(sim):
     with pytest.warns(ConvergenceWarning, match="max_seconds=1"):
-        model = GibbsPMF(2, chains=2, cores=1, target_ess=1e7, max_seconds=1.0, random_seed=0).fit(sim.ratings)
+        model = GibbsPMF(2, chains=2, cores=1, target_ess=1e7, max_seconds=1.0,
+                         random_seed=0).fit(sim.ratings)
     assert model.converged_ is False
     assert model.result_.attrs["stopped"] == "budget"
 
