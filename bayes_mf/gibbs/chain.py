@@ -63,7 +63,6 @@ class ChainState:
     m_f: dict  # factor prior means (BPMF)
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
-    sweeps: int = 0
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -341,7 +340,6 @@ class Sweeper:
         self.hyper(s, own)
         if self.st.moves:
             s2 = self.moves(s, own, s2)
-        s.sweeps += 1
         return s2
 
 

@@ -372,7 +372,7 @@ class GibbsPMF(BayesianEstimator):
         if res.converged is False:
             warnings.warn(
                 convergence_message(res.table, plan.target_rhat, plan.target_ess,
-                                    budget_advice(plan, res, len(seeds))),
+                                    budget_advice(plan, res)),
                 ConvergenceWarning, stacklevel=4)
 
     def _diagnose(self, draws: list):

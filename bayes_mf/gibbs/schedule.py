@@ -99,8 +99,9 @@ def sample(runner, seeds: list, plan: Plan, check) -> Sampled:
     kept = first  # sweeps after warm-up that the kept draws span
     while True:
         ok = bool(out.table["ok"].all())
-        out.history.append((out.sweeps, _worst(out.table)))
-        logger.info("round %d: %d sweeps per chain, %s", out.rounds, out.sweeps, _worst(out.table))
+        worst = _worst(out.table)
+        out.history.append((out.sweeps, worst))
+        logger.info("round %d: %d sweeps per chain, %s", out.rounds, out.sweeps, worst)
         if ok:
             out.converged, out.stopped = True, "converged"
             return out
@@ -158,7 +159,7 @@ def _worst(table) -> str:
             f"min ESS {ess.min():.0f} ({v})")
 
 
-def budget_advice(plan: Plan, sampled: Sampled, chains: int) -> str:
+def budget_advice(plan: Plan, sampled: Sampled) -> str:
     """What to change when the run ended unconverged."""
     if plan.n_samples is not None:
         return (f"{plan.n_samples} draws per chain were asked for; pass n_samples=None to sample "
