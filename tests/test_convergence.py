@@ -152,3 +152,10 @@ def test_same_seed_same_numbers_whatever_the_cores(sim):
 def test_bad_convergence_options(sim, bad, match):
     with pytest.raises(ValueError, match=match):
         GibbsPMF(2, **bad).fit(sim.ratings)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(density=0), "density"), (dict(n_users=0), "n_users"),
+                                        (dict(prior="wishart"), "prior"), (dict(implicit="all"), "implicit")])
+def test_simulate_prior_rejects_bad_options(bad, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_prior(**bad)

@@ -79,8 +79,16 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
     ``n_heldout`` unrated pairs of seen users and items come with their
     true mean rating (the linear predictor).
     """
-    from .estimator import _IMPLICIT
+    from .estimator import _IMPLICIT, _PRIORS
 
+    if min(n_users, n_items, n_factors) < 1:
+        raise ValueError(f"n_users, n_items, n_factors must be >= 1, got {n_users}, {n_items}, {n_factors}")
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    if prior not in _PRIORS:
+        raise ValueError(f"prior must be one of {_PRIORS}, got {prior!r}")
+    if not isinstance(implicit, (bool, str, type(None))) or implicit not in _IMPLICIT:
+        raise ValueError(f"implicit must be False, 'user', 'item' or 'both', got {implicit!r}")
     rng = np.random.default_rng(random_seed)
     a0, b0 = gamma_prior
     k = int(n_factors)
