@@ -53,7 +53,8 @@ SCALARS = {
     "fit_seconds_": (_real, "a finite number"),
     "n_iter_": (_int, "a non-negative integer"),
     "train_rmse_": (_real, "a finite number"),
-    "loss_curve_": (lambda v: isinstance(v, list) and all(isinstance(x, Real) for x in v), "a list of numbers"),
+    "loss_curve_": (lambda v: isinstance(v, list) and all(isinstance(x, Real) for x in v),
+                    "a list of numbers"),
     "compile_seconds_": (_real, "a finite number"),
     "n_sweeps_": (_int, "a non-negative integer"),
     "sweep_seconds_": (_real, "a finite number"),
@@ -151,7 +152,7 @@ def check_arrays(cls: str, arrays: dict, fitted: dict, est, where) -> dict:
             raise CorruptSaveError(f"{where}: {name} must hold {want}s, got dtype {a.dtype}")
         if a.ndim != len(dims):
             raise CorruptSaveError(f"{where}: {name} must have {len(dims)} dimension(s), got shape {a.shape}")
-        for axis, (dim, n) in enumerate(zip(dims, a.shape)):
+        for axis, (dim, n) in enumerate(zip(dims, a.shape, strict=True)):
             if dim is not None and sizes[dim] is not None and n != sizes[dim]:
                 raise CorruptSaveError(f"{where}: {name} has {n} along axis {axis}, expected {sizes[dim]} "
                                        f"({dim}, from the ids and the parameters)")

@@ -38,14 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--interval", type=float, default=0.9, help="interval probability (default 0.9)")
     c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     c.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="write results.json, report.md and the figures (PNG) into DIR")
+                   help="write results.json, report.md and the figures (PNG) into DIR; files an earlier "
+                        "run wrote there (listed in DIR/.bayes_mf-outputs.json) are replaced, others kept")
     _csv_options(c)
     _sampler_options(c)
 
     r = sub.add_parser("recommend", help="top-n items for a user, with predictive intervals")
     r.add_argument("--user", required=True, help="the user's id as in the data")
-    r.add_argument("--data", default="synthetic",
-                   help="'synthetic' (default), 'ml-100k' (all 100k ratings, titles shown) or a CSV/TSV path")
+    r.add_argument("--data", default=None,
+                   help="'synthetic' (default), 'ml-100k' (all 100k ratings, titles shown) or a CSV/TSV "
+                        "path; with --model, the data the model was fitted on (checked)")
     r.add_argument("--method", default="gibbs", help="estimator to fit (default gibbs)")
     r.add_argument("--strategy", default="mean", choices=["mean", "ucb", "thompson"])
     r.add_argument("--n", type=int, default=10, help="number of items (default 10)")
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--model", type=Path, default=None, help="load a saved estimator instead of fitting")
     r.add_argument("--save", type=Path, default=None, help="save the fitted estimator to this folder")
+    r.add_argument("--overwrite", action="store_true",
+                   help="let --save replace an earlier save in that folder (other files there are kept)")
     r.add_argument("--allow-unseen", action="store_true",
                    help="recommend from the prior for a user absent from the data instead of failing")
     _csv_options(r)
@@ -106,6 +110,7 @@ def _csv_kw(args) -> dict:
 
 
 def _compare(args) -> int:
+    from ._files import atomic_write_text, check_writable_dir, check_writable_file
     from .compare import METHODS, format_table, load_data, run, to_json, write_report
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -124,6 +129,12 @@ def _compare(args) -> int:
         print(f"bayes-mf: --interval must be in (0, 1), got {args.interval}", file=sys.stderr)
         return 2
     sampling = _sampling(args)
+    # output paths are checked before the fits: a bad one must fail now, not after 25 minutes
+    if args.json:
+        check_writable_file(args.json, "--json")
+    if args.out:
+        check_writable_dir(args.out, "--out")
+    _check_data_path(args.data)
     train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed,
                                   csv_kw=_csv_kw(args))
     print(f"data: {desc}; train {len(train)} ratings ({train.n_users} users x {train.n_items} items), "
@@ -143,7 +154,7 @@ def _compare(args) -> int:
     extra = {"rank": args.rank, "seed": args.seed, "interval": args.interval, "description": desc}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(to_json(table, data=args.data, fold=fold, extra=extra))
+        atomic_write_text(args.json, to_json(table, data=args.data, fold=fold, extra=extra))
         print(f"wrote {args.json}")
     if args.out:
         written = write_report(comp, args.out, data_desc=desc, data=args.data, fold=fold, extra=extra)
@@ -153,32 +164,31 @@ def _compare(args) -> int:
 
 def _recommend(args) -> int:
     from . import io
-    from .compare import METHODS, default_synthetic, make_estimator
-    from .data import Ratings
+    from .compare import METHODS, make_estimator
 
     sampling = _sampling(args)
+    if args.save is not None:
+        if args.model is not None:
+            raise ValueError("--save applies when fitting; with --model the estimator is already saved")
+        _check_save_target(args.save, args.overwrite)
+    if args.data is not None:
+        _check_data_path(args.data)
     titles = None
     if args.model is not None:
         est = io.load(args.model)
+        if args.data is not None:
+            _check_model_matches_data(est, _recommend_data(args), args.model, args.data)
     else:
         if args.method not in METHODS:
             print(f"bayes-mf: unknown method {args.method!r}; choose from {', '.join(METHODS)}",
                   file=sys.stderr)
             return 2
-        if args.data == "synthetic":
-            ratings = default_synthetic(args.seed).ratings
-        elif args.data in ("ml-100k", "100k", "movielens"):
-            from .datasets import load_movielens, movielens_items
-
-            ratings = load_movielens("100k")
-            titles = movielens_items("100k")["title"]
-        else:
-            ratings = Ratings.from_csv(args.data, **_csv_kw(args))
+        ratings = _recommend_data(args)
         est = make_estimator(args.method, args.rank, args.seed, **sampling).fit(ratings)
         if args.save:
-            io.save(est, args.save, overwrite=True)
+            io.save(est, args.save, overwrite=args.overwrite)
             print(f"saved the fitted {args.method} to {args.save}")
-    if titles is None and args.data in ("ml-100k", "100k", "movielens"):
+    if args.data in _ML100K:
         from .datasets import movielens_items
 
         titles = movielens_items("100k")["title"]
@@ -196,6 +206,68 @@ def _recommend(args) -> int:
               f"{', unseen user: prior only' if recs.attrs.get('unseen_user') else ''}):")
         print(recs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
+
+
+_ML100K = ("ml-100k", "100k", "movielens")
+
+
+def _recommend_data(args):
+    """The ratings ``--data`` names (synthetic when not given)."""
+    from .compare import default_synthetic
+    from .data import Ratings
+
+    if args.data in (None, "synthetic"):
+        return default_synthetic(args.seed).ratings
+    if args.data in _ML100K:
+        from .datasets import load_movielens
+
+        return load_movielens("100k")
+    return Ratings.from_csv(args.data, **_csv_kw(args))
+
+
+def _check_data_path(data) -> None:
+    """A ``--data`` that names a file must be one (a folder is a one-line error, not a traceback)."""
+    if data in (None, "synthetic", "ml-1m", "1m", *_ML100K):
+        return
+    path = Path(data)
+    if path.is_dir():
+        raise ValueError(f"--data {data} is a directory; give a ratings file (CSV/TSV) or one of "
+                         "synthetic, ml-100k, ml-1m")
+    if not path.is_file():
+        raise ValueError(f"--data {data}: no such file; give a ratings file (CSV/TSV) or one of "
+                         "synthetic, ml-100k, ml-1m")
+
+
+def _check_save_target(path: Path, overwrite: bool) -> None:
+    """Refuse, before the fit, a --save target that exists (unless --overwrite) or cannot be written."""
+    from ._files import check_writable_dir
+
+    check_writable_dir(path, "--save")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / "estimator.json").is_file():
+            raise ValueError(f"--save {path} exists and is not a saved bayes_mf estimator: refusing to "
+                             "write into it")
+        if not overwrite:
+            raise ValueError(f"--save {path} already holds a saved estimator; pass --overwrite to replace it")
+
+
+def _check_model_matches_data(est, ratings, model, data) -> None:
+    """A loaded model and the data it is used with must belong together.
+
+    The model keeps the (user, item) pairs it was trained on (ids and codes);
+    every one of them must be a pair of ``data``.  Ids alone are not enough:
+    small integer ids (0..n) are shared by almost any two data sets.
+    """
+    import numpy as np
+    import pandas as pd
+
+    u = est.users_.to_numpy()[np.asarray(est.train_user_codes_)]
+    i = est.items_.to_numpy()[np.asarray(est.train_item_codes_)]
+    have = pd.MultiIndex.from_arrays([ratings.user_ids, ratings.item_ids])
+    n_found = int(pd.MultiIndex.from_arrays([u, i]).isin(have).sum())
+    if n_found < len(u):
+        raise ValueError(f"--model {model} was not fitted on --data {data}: only {n_found} of its "
+                         f"{len(u)} training ratings are (user, item) pairs of that data")
 
 
 def _parse_id(text: str, index):
@@ -232,13 +304,15 @@ def main(argv=None) -> int:
         args = _parser().parse_args(["compare", *(argv or [])])
     from .data import RatingsError
     from .datasets import DataNotFoundError
+    from .io import CorruptSaveError
 
     try:
         if args.command == "compare":
             return _compare(args)
         if args.command == "recommend":
             return _recommend(args)
-    except (RatingsError, DataNotFoundError, FileNotFoundError, ValueError) as exc:
+    except (RatingsError, DataNotFoundError, CorruptSaveError, FileNotFoundError, FileExistsError,
+            ValueError) as exc:
         print(f"bayes-mf: error: {exc}", file=sys.stderr)
         return 2
     return 0
