@@ -78,3 +78,94 @@ def test_unknown_variant_and_fold():
         datasets.movielens_path("20m")
     with pytest.raises(ValueError, match="fold must be 1..5"):
         datasets.movielens_fold("100k", 7)
+
+
+# ---------------------------------------------------------------- integrity of every file read (issue 11)
+
+def _copy_100k(src, tmp_path, monkeypatch):
+    import shutil
+
+    dst = tmp_path / "data" / "ml-100k"
+    shutil.copytree(src, dst)
+    for f in dst.iterdir():
+        f.chmod(0o644)
+    monkeypatch.setenv("BAYES_MF_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("BAYES_MF_CACHE", str(tmp_path / "cache"))
+    return dst
+
+
+@pytest.mark.parametrize("name, read", [
+    ("u1.base", lambda: datasets.movielens_fold("100k", 1, download=False)),
+    ("u3.test", lambda: datasets.movielens_fold("100k", 3, download=False)),
+    ("u.item", lambda: datasets.movielens_items("100k", download=False)),
+    ("u.user", lambda: datasets.movielens_users("100k", download=False)),
+])
+def test_truncated_or_edited_files_are_refused(movielens_dir, tmp_path, monkeypatch, name, read):
+    dst = _copy_100k(movielens_dir, tmp_path, monkeypatch)
+    data = (dst / name).read_bytes()
+    (dst / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(datasets.DataIntegrityError, match=f"{name} has sha256 .*truncated, edited"):
+        read()
+    # one edited rating (same length) is caught too
+    (dst / name).write_bytes(data.replace(b"\t5\t", b"\t4\t", 1) if b"\t5\t" in data else data[:-2] + b"X\n")
+    with pytest.raises(datasets.DataIntegrityError, match=name):
+        read()
+    (dst / name).unlink()
+    with pytest.raises(datasets.DataIntegrityError, match="missing"):
+        read()
+
+
+def test_every_file_read_has_a_recorded_checksum():
+    assert {"u.data", "u.item", "u.user"} <= set(datasets._SHA256_100K)
+    assert {f"u{k}.{s}" for k in range(1, 6) for s in ("base", "test")} <= set(datasets._SHA256_100K)
+
+
+class _Response:
+    def __init__(self, body, length=None):
+        import io as _io
+
+        self._buf = _io.BytesIO(body)
+        self.headers = {"Content-Length": str(len(body) if length is None else length)}
+
+    def read(self, n=-1):
+        return self._buf.read(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _fake_download(monkeypatch, tmp_path, body, length=None):
+    monkeypatch.setenv("BAYES_MF_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("BAYES_MF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", lambda *a, **k: _Response(body, length))
+
+
+def test_download_of_an_html_page_is_a_data_error(tmp_path, monkeypatch):
+    _fake_download(monkeypatch, tmp_path, b"<!DOCTYPE html><html><body>Please log in</body></html>")
+    with pytest.raises(DataNotFoundError, match="did not return a zip archive.*DOCTYPE"):
+        datasets.movielens_path("100k")
+    assert not (tmp_path / "cache" / "ml-100k").exists()
+
+
+def test_download_size_is_checked_before_reading(tmp_path, monkeypatch):
+    _fake_download(monkeypatch, tmp_path, b"PK\x03\x04", length=10**9)
+    with pytest.raises(DataNotFoundError, match="more than the 20 MB"):
+        datasets.movielens_path("100k")
+
+
+def test_download_with_a_wrong_file_is_not_extracted(tmp_path, monkeypatch):
+    import io as _io
+    import zipfile
+
+    buf = _io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in datasets._SHA256_100K:
+            zf.writestr(f"ml-100k/{name}", "1\t1\t5\t0\n")
+    _fake_download(monkeypatch, tmp_path, buf.getvalue())
+    with pytest.raises(DataNotFoundError, match="does not match the official release's sha256"):
+        datasets.movielens_path("100k")
+    assert not (tmp_path / "cache" / "ml-100k").exists()
+    assert not [p for p in (tmp_path / "cache").iterdir()]  # no temporary files left
