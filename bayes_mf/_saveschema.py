@@ -42,12 +42,12 @@ def _int(v):
 
 
 def _scale(v):
-    return (isinstance(v, list) and len(v) == 2 and all(_real(x) for x in v) and v[0] < v[1])
+    return v is None or (isinstance(v, list) and len(v) == 2 and all(_real(x) for x in v) and v[0] < v[1])
 
 
 #: scalar fitted attributes (stored in estimator.json) and the test their value must pass
 SCALARS = {
-    "scale_": (_scale, "a pair [low, high] of finite numbers, low < high"),
+    "scale_": (_scale, "null or a pair [low, high] of finite numbers, low < high"),
     "global_mean_": (_real, "a finite number"),
     "n_train_": (_int, "a non-negative integer"),
     "fit_seconds_": (_real, "a finite number"),
@@ -111,7 +111,7 @@ def check_fitted(cls: str, fitted, where) -> dict:
         ok, what = SCALARS[name]
         if not ok(value):
             raise CorruptSaveError(f"{where}: fitted attribute {name!r} must be {what}, got {value!r}")
-        out[name] = tuple(float(x) for x in value) if name == "scale_" else value
+        out[name] = tuple(float(x) for x in value) if name == "scale_" and value is not None else value
     return out
 
 

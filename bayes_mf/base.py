@@ -22,11 +22,53 @@ import pandas as pd
 from ._util import rowdot
 from .data import Ratings, RatingsError, encode_pairs, handle_unseen
 
-__all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "NotFittedError"]
+__all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "NotFittedError",
+           "DataSupportWarning"]
+
+#: an undeclared rating scale is taken from the observed range only from this many ratings on
+MIN_RATINGS_FOR_OBSERVED_SCALE = 100
 
 
 class NotFittedError(RuntimeError):
     """Raised when ``predict`` is called before ``fit``."""
+
+
+class DataSupportWarning(UserWarning):
+    """The training data cannot pin down the model (too few ratings, or no spread in them)."""
+
+
+def _clip_scale(r: Ratings):
+    """The scale predictions are clipped to: declared, else observed on a set large enough to show it.
+
+    The observed range of one rating, or of ratings that are all equal, is a
+    point: clipping to it would turn every interval into ``[3, 3]``.
+    """
+    if r.scale is not None:
+        return tuple(r.scale)
+    lo, hi = float(r.rating.min()), float(r.rating.max())
+    if len(r) < MIN_RATINGS_FOR_OBSERVED_SCALE or not lo < hi:
+        return None
+    return (lo, hi)
+
+
+def _warn_if_unsupported(est, r: Ratings) -> None:
+    """Warn when the ratings cannot support the model: no variance, or fewer ratings than parameters."""
+    import warnings
+
+    if np.ptp(r.rating) == 0:
+        warnings.warn(f"all {len(r)} training ratings equal {r.rating[0]:g}: there is no variation to learn "
+                      "from, so predictions repeat that value and any spread comes from the prior",
+                      DataSupportWarning, stacklevel=3)
+        return
+    k = getattr(est, "n_factors", 0)
+    k = k if isinstance(k, (int, np.integer)) else 0
+    per_entity = 0 if type(est).__name__ == "GlobalMean" else k + 1
+    n_params = 1 + per_entity * (r.n_users + r.n_items)
+    if len(r) < n_params:
+        warnings.warn(f"{len(r)} training ratings for about {n_params} parameters ({r.n_users} users, "
+                      f"{r.n_items} items, rank {k} + biases): the data cannot pin the model down; "
+                      "estimates lean on the prior or regularisation. Lower n_factors or add data.",
+                      DataSupportWarning, stacklevel=3)
 
 
 class RatingsEstimator:
@@ -38,7 +80,10 @@ class RatingsEstimator:
         Training id maps (position = code).
     scale_ : (low, high) or None
         Rating scale used for clipping (``clip=True``); taken from the data's
-        declared scale, else from the observed min/max.
+        declared scale, else from the observed min/max of at least
+        :data:`MIN_RATINGS_FOR_OBSERVED_SCALE` ratings with some spread;
+        ``None`` (no clipping) for a smaller or constant set, whose observed
+        range says nothing about the scale.
     global_mean_ : float
     fit_seconds_ : float
         Wall time of the fit.
@@ -64,8 +109,9 @@ class RatingsEstimator:
         r = Ratings.coerce(ratings, **ratings_kw)
         self.users_ = r.users
         self.items_ = r.items
-        self.scale_ = r.scale if r.scale is not None else (float(r.rating.min()), float(r.rating.max()))
+        self.scale_ = _clip_scale(r)
         self.global_mean_ = float(r.rating.mean())
+        _warn_if_unsupported(self, r)
         self.n_train_ = len(r)
         self._names = r.names
         # kept so that recommend() can exclude what a user has already rated
@@ -134,6 +180,7 @@ class RatingsEstimator:
         out = self._predict_codes(uc.astype(np.int64), ic.astype(np.int64), **kw)
         clip = getattr(self, "clip", True)
         frame = pd.DataFrame({"user": uid, "item": iid})
+        clip = clip and self.scale_ is not None
         for name, values in out.items():
             if clip and name in ("mean", "lo", "hi"):
                 values = np.clip(values, *self.scale_)

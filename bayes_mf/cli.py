@@ -137,10 +137,13 @@ def _compare(args) -> int:
     _check_data_path(args.data)
     train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed,
                                   csv_kw=_csv_kw(args))
+    from .base import _clip_scale
+
+    scale = _clip_scale(train)
     print(f"data: {desc}; train {len(train)} ratings ({train.n_users} users x {train.n_items} items), "
-          f"test {len(test)}; rank {args.rank}, seed {args.seed}; predictions clipped to "
-          f"[{train.scale[0] if train.scale else train.rating.min():.3g}, "
-          f"{train.scale[1] if train.scale else train.rating.max():.3g}]", flush=True)
+          f"test {len(test)}; rank {args.rank}, seed {args.seed}; predictions "
+          + (f"clipped to [{scale[0]:.3g}, {scale[1]:.3g}]" if scale else "not clipped (no scale)"),
+          flush=True)
     comp = run(train, test, methods, n_factors=args.rank, random_seed=args.seed, interval=args.interval,
                progress=lambda s: print("  " + s, file=sys.stderr, flush=True), sampling=sampling)
     table = comp.table

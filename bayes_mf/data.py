@@ -52,6 +52,33 @@ def _row_label(frame: pd.DataFrame, pos: int) -> str:
     return f"row {_py(frame.index[pos])!r}"
 
 
+def _id_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return type(value).__name__
+
+
+def _check_id_types(frame: pd.DataFrame, col: str) -> None:
+    """Refuse an id column that mixes kinds: ``'0'`` and ``0`` would silently become two ids."""
+    values = frame[col]
+    if values.dtype != object:
+        return  # a typed column holds one kind
+    kinds = values.map(_id_kind)
+    seen = kinds.drop_duplicates()
+    if len(seen) > 1:
+        first = [int(np.flatnonzero(kinds.to_numpy() == k)[0]) for k in seen]
+        examples = ", ".join(f"{_py(values.iloc[pos])!r} ({k}, first at {_row_label(frame, pos)})"
+                             for k, pos in zip(seen, first, strict=True))
+        raise RatingsError(
+            f"column {col!r} mixes id types: {examples}. Ids of different types are different ids "
+            f"(e.g. '0' and 0); convert the column to one type first, e.g. frame[{col!r}].astype(str)"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Ratings:
     """Observed ratings as aligned code arrays plus the id maps.
@@ -132,6 +159,8 @@ class Ratings:
                     f"column {c!r} has {int(nulls.sum())} missing id(s); first at "
                     f"{_row_label(frame, pos)}"
                 )
+        for c in (user_col, item_col):
+            _check_id_types(frame, c)
         raw = frame[rating_col]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values)

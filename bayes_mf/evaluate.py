@@ -131,7 +131,7 @@ def coverage_curve(estimator, pairs, levels=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 
         warnings.simplefilter("ignore", UnseenIdsWarning)
         draws = estimator.predict_draws(pairs, max_draws=max_draws)
     y = draws.to_numpy().reshape(-1, draws.sizes["obs"])
-    if getattr(estimator, "clip", True):
+    if getattr(estimator, "clip", True) and estimator.scale_ is not None:
         y = np.clip(y, *estimator.scale_)
     out = []
     for lv in levels:

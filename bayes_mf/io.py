@@ -142,7 +142,7 @@ def _write(estimator, cls: str, folder: Path) -> None:
         value = getattr(estimator, name, None)
         if name in ARRAYS and isinstance(value, np.ndarray):
             arrays[name] = value
-        elif name in SCALARS and hasattr(estimator, name) and (value is not None or name == "converged_"):
+        elif name in SCALARS and hasattr(estimator, name) and (value is not None or name in ("converged_", "scale_")):
             scalars[name] = _jsonable(value)
     # a save that load() would refuse must fail now, while the fitted estimator is still at hand
     check_fitted(cls, scalars, f"saving {cls}")

@@ -127,7 +127,7 @@ def ppc_ratings(estimator, pairs, *, num_samples: int = 50, max_draws: int = 200
         warnings.simplefilter("ignore", UnseenIdsWarning)
         draws = estimator.predict_draws(pairs, max_draws=max_draws)
     y = draws.to_numpy()
-    if getattr(estimator, "clip", True):
+    if getattr(estimator, "clip", True) and estimator.scale_ is not None:
         y = np.clip(y, *estimator.scale_)
     dt = az.from_dict({"posterior_predictive": {"rating": y}, "observed_data": {"rating": observed}},
                       dims={"rating": ["obs"]})

@@ -90,8 +90,9 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
         score = pred["mean"]
     cand = np.flatnonzero(candidates)
     order = cand[np.argsort(-score[cand], kind="stable")[: int(n)]]
-    clip = getattr(estimator, "clip", True)
-    lo_s, hi_s = estimator.scale_
+    # no scale (a small set without a declared one): nothing to clip to
+    clip = getattr(estimator, "clip", True) and estimator.scale_ is not None
+    lo_s, hi_s = estimator.scale_ if clip else (None, None)
 
     def c(a):
         return np.clip(a, lo_s, hi_s) if clip else a

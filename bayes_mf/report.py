@@ -147,8 +147,9 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
     md = [f"# bayes_mf comparison: {data_desc}", "",
           f"Train {len(tr)} ratings ({tr.n_users} users x {tr.n_items} items), test {len(te)} "
           f"({n_unseen} with a user or item unseen in training, predicted from the prior/biases). "
-          "Same rank, seed and clipping for every method; predictions clipped to the rating scale "
-          f"[{scale[0]:.3g}, {scale[1]:.3g}].",
+          "Same rank, seed and clipping for every method; "
+          + (f"predictions clipped to the rating scale [{scale[0]:.3g}, {scale[1]:.3g}]."
+             if scale is not None else "predictions not clipped (no rating scale declared or observable)."),
           "", _markdown_table(table, comp.interval), "",
           "*kind*: `point` = a point estimate (ALS, GD, MAP, baselines): it has no predictive spread, so its "
           "coverage, LPD and convergence columns are n/a — never faked. `posterior` = draws from a full "
