@@ -60,14 +60,13 @@ def _warn_if_unsupported(est, r: Ratings) -> None:
                       "from, so predictions repeat that value and any spread comes from the prior",
                       DataSupportWarning, stacklevel=3)
         return
-    k = getattr(est, "n_factors", 0)
-    k = k if isinstance(k, (int, np.integer)) else 0
-    per_entity = 0 if type(est).__name__ == "GlobalMean" else k + 1
-    n_params = 1 + per_entity * (r.n_users + r.n_items)
-    if len(r) < n_params:
-        warnings.warn(f"{len(r)} training ratings for about {n_params} parameters ({r.n_users} users, "
-                      f"{r.n_items} items, rank {k} + biases): the data cannot pin the model down; "
-                      "estimates lean on the prior or regularisation. Lower n_factors or add data.",
+    # counted at the level of one number per user and item: factor models are meant to have more
+    # parameters than ratings (priors and regularisation handle that), but with fewer ratings than
+    # users + items not even the biases are identified
+    if type(est).__name__ != "GlobalMean" and len(r) < 1 + r.n_users + r.n_items:
+        warnings.warn(f"{len(r)} training ratings for {r.n_users} users and {r.n_items} items: fewer than "
+                      f"the {1 + r.n_users + r.n_items} parameters of even a biases-only model, so the data "
+                      "cannot pin the model down and estimates are mostly the prior or regularisation",
                       DataSupportWarning, stacklevel=3)
 
 

@@ -47,9 +47,9 @@ def test_constant_ratings_clip_to_the_declared_scale_only():
 
 
 def test_fewer_ratings_than_parameters_warns():
-    sim = bmf.datasets.simulate_pmf(30, 30, 2, density=0.05, random_seed=1)
-    with pytest.warns(DataSupportWarning, match="cannot pin the model down"):
-        bmf.ALS(10).fit(sim.ratings)
+    frame = pd.DataFrame({"user": np.arange(10), "item": np.arange(10), "rating": np.arange(10.0)})
+    with pytest.warns(DataSupportWarning, match="10 training ratings for 10 users and 10 items"):
+        bmf.ALS(2).fit(frame)
 
 
 def test_large_undeclared_scale_still_comes_from_the_data(sim_split):
