@@ -52,6 +52,8 @@ _READABLE = (1, 2)
 #: every name the package writes into a save folder; nothing else there is ever touched
 ENTRIES = ("estimator.json", "arrays.npz", "result.zarr", "manifest.json")
 _CLASSES = CLASSES
+#: scalar fitted attributes whose None is a value (not converged-checked, no scale), not "absent"
+_MAY_BE_NONE = ("converged_", "scale_")
 
 
 class UnverifiedSaveWarning(UserWarning):
@@ -142,7 +144,7 @@ def _write(estimator, cls: str, folder: Path) -> None:
         value = getattr(estimator, name, None)
         if name in ARRAYS and isinstance(value, np.ndarray):
             arrays[name] = value
-        elif name in SCALARS and hasattr(estimator, name) and (value is not None or name in ("converged_", "scale_")):
+        elif name in SCALARS and hasattr(estimator, name) and (value is not None or name in _MAY_BE_NONE):
             scalars[name] = _jsonable(value)
     # a save that load() would refuse must fail now, while the fitted estimator is still at hand
     check_fitted(cls, scalars, f"saving {cls}")

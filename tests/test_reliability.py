@@ -56,3 +56,38 @@ def test_large_undeclared_scale_still_comes_from_the_data(sim_split):
     train, _ = sim_split
     als = bmf.ALS(2).fit(train)
     assert als.scale_ == (train.rating.min(), train.rating.max())
+
+
+_SCRIPT = """
+import bayes_mf as bmf
+print("TOP-LEVEL RUN", flush=True)
+sim = bmf.datasets.simulate_pmf(30, 20, 2, density=0.4, random_seed=0)
+g = bmf.GibbsPMF(2, n_samples=20, burn_in=5, chains=2, cores=2, progressbar=False).fit(sim.ratings)
+print("fitted", g.result_.posterior.sizes["chain"], flush=True)
+"""
+
+
+def test_script_without_main_guard_runs_chains_in_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(bmf.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-W", "default", str(script)], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("TOP-LEVEL RUN") == 1 and "fitted 2" in out.stdout
+    assert "MainGuardWarning" in out.stderr and "__main__" in out.stderr
+
+
+def test_main_guard_detection(tmp_path):
+    import ast
+
+    from bayes_mf.gibbs.parallel import _is_main_test
+
+    assert _is_main_test(ast.parse('if __name__ == "__main__": pass').body[0].test)
+    assert _is_main_test(ast.parse("if '__main__' == __name__: pass").body[0].test)
+    assert not _is_main_test(ast.parse("if x == 1: pass").body[0].test)

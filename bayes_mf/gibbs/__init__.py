@@ -111,9 +111,9 @@ from .chain import _Settings, run_chain  # noqa: F401
 from .estimator import GibbsPMF
 from .kernels import HAVE_NUMBA, _feature_step_numpy, _residual_numpy, _side_step_numpy  # noqa: F401
 from .layout import _Features, _implicit_matrix, _Side  # noqa: F401
-from .parallel import _warm_up  # noqa: F401
+from .parallel import MainGuardWarning, _warm_up  # noqa: F401
 
 if HAVE_NUMBA:
     from .kernels import _feature_step_numba, _residual_numba, _side_step_numba  # noqa: F401
 
-__all__ = ["GibbsPMF", "HAVE_NUMBA"]
+__all__ = ["GibbsPMF", "HAVE_NUMBA", "MainGuardWarning"]

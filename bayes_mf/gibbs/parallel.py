@@ -7,15 +7,62 @@ so the numbers do not depend on where or in which order the chains run.
 
 from __future__ import annotations
 
+import ast
 import logging
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from .chain import _pool_chain, _Settings, run_chain
 
 logger = logging.getLogger("bayes_mf")
+
+
+class MainGuardWarning(UserWarning):
+    """Chains ran in this process: the calling script lacks ``if __name__ == "__main__":``."""
+
+
+def _is_main_test(test) -> bool:
+    """Whether an ``if`` test reads ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def unguarded_main_script() -> str | None:
+    """The main script's path when this call comes from its top level outside a main guard.
+
+    Worker processes started by ``spawn`` or ``forkserver`` import the main
+    script again; code at its top level outside ``if __name__ == "__main__":``
+    then runs once more in every worker (a fit starting fits).  Interactive
+    sessions and ``python -c`` have no script file and are never flagged.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    line = None
+    frame = sys._getframe(1)
+    while frame is not None:
+        # the outermost frame running the script's own top-level code
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None  # cannot tell: keep the user's choice of processes
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.lineno <= line <= node.end_lineno:
+            return None
+    return str(path)
 
 
 class ChainRunner:
@@ -31,6 +78,16 @@ class ChainRunner:
         self._method = None
 
     def __enter__(self):
+        if self.cores > 1:
+            script = unguarded_main_script()
+            if script is not None:
+                # every worker would re-run the script's top level: run the chains here instead
+                warnings.warn(
+                    f"{script} calls the fit outside `if __name__ == \"__main__\":`; worker processes "
+                    "would re-import it and run its top level again, so the chains run in this process "
+                    f"(cores=1 instead of {self.cores}). Put the script's work under the guard to use "
+                    "several cores.", MainGuardWarning, stacklevel=4)
+                self.cores = 1
         if self.cores > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
