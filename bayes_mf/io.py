@@ -82,7 +82,7 @@ def save(estimator, path, *, overwrite: bool = False) -> Path:
         "class": cls,
         # fit-time-only arguments that are objects (e.g. PMF(init=<fitted MAP>)) are not kept:
         # the saved estimator is already fitted
-        "params": {k: _jsonable(v) for k, v in estimator.get_params().items()
+        "params": {k: _jsonable(v) for k, v in estimator.get_params(deep=False).items()
                    if isinstance(_jsonable(v), (int, float, str, bool, list, type(None)))},
         "fitted": scalars,
         "names": list(getattr(estimator, "_names", ("user", "item", "rating"))),
