@@ -64,9 +64,13 @@ def test_result_structure(fitted):
     assert post["mu_u"].dims == ("chain", "draw", "factor")
     assert post["pred_check"].dims == ("chain", "draw", "check")
     assert post.sizes["check"] == 50
-    # the check pairs are labelled with training ids and are training observations
-    obs = post["check_obs"].to_numpy()
-    np.testing.assert_array_equal(post["check_user"].to_numpy(), train.users.to_numpy()[train.user[obs]])
+    # the check pairs are labelled with training ids and are training observations (in constant_data:
+    # extra coordinates in the posterior break az.summary)
+    const = dt["constant_data"]
+    obs = const["check_obs"].to_numpy()
+    np.testing.assert_array_equal(const["check_user"].to_numpy(), train.users.to_numpy()[train.user[obs]])
+    np.testing.assert_array_equal(const["check_item"].to_numpy(), train.items.to_numpy()[train.item[obs]])
+    assert not set(post.coords) & {"check_obs", "check_user", "check_item"}
     np.testing.assert_array_equal(post["user"].to_numpy(), train.users.to_numpy())
     assert dt["sample_stats"]["train_rmse"].dims == ("chain", "draw")
     assert np.all(post["sigma"].to_numpy() > 0)
@@ -75,8 +79,8 @@ def test_result_structure(fitted):
 def test_pred_check_is_the_mean_of_its_pairs(fitted):
     model, train, _ = fitted
     post = model.result_["posterior"]
-    u = train.user[post["check_obs"].to_numpy()]
-    i = train.item[post["check_obs"].to_numpy()]
+    check = model.result_["constant_data"]["check_obs"].to_numpy()
+    u, i = train.user[check], train.item[check]
     U, V = post["U"].to_numpy(), post["V"].to_numpy()
     eta = (post["mu"].to_numpy()[..., None] + post["user_bias"].to_numpy()[:, :, u]
            + post["item_bias"].to_numpy()[:, :, i] + np.einsum("cdpk,cdpk->cdp", U[:, :, u], V[:, :, i]))

@@ -443,13 +443,8 @@ class GibbsPMF(BayesianEstimator):
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
+            check=check,
         )
-        post = dt["posterior"].to_dataset()
-        post = post.assign_coords(check=np.arange(check.size),
-                                  check_user=("check", r.users.to_numpy()[r.user[check]]),
-                                  check_item=("check", r.items.to_numpy()[r.item[check]]),
-                                  check_obs=("check", check))
-        dt["posterior"] = post
         return dt
 
     def _predict_codes(self, ucode, icode, **kw):
