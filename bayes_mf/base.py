@@ -1,6 +1,16 @@
-"""The estimator contract every method shares (scikit-learn style).
+"""The estimator contract every method shares: a scikit-learn estimator.
 
-Subclasses set hyper-parameters in ``__init__`` and implement
+:class:`RatingsEstimator` is a :class:`sklearn.base.BaseEstimator`, so
+``get_params``/``set_params``, :func:`sklearn.base.clone`, the compact repr
+(only parameters that differ from their defaults), ``check_is_fitted`` and
+model selection (``GridSearchCV``, ``cross_val_score``) work on every
+method.  ``X`` is a ratings table: a pandas DataFrame with user, item and
+rating columns (scikit-learn's splitters index its rows), a
+:class:`~bayes_mf.data.Ratings` or a CSV path; ``score`` is the negative
+RMSE on such a table (greater is better, as scikit-learn expects).
+
+Subclasses set hyper-parameters in ``__init__`` (keyword arguments stored
+unchanged under their own names, validated at fit time) and implement
 
 * ``_fit(ratings)`` -- learn from a validated :class:`~bayes_mf.data.Ratings`;
 * ``_predict_codes(ucode, icode, **kw)`` -- return a dict of per-pair arrays
@@ -15,9 +25,12 @@ policy, clipping to the rating scale and the labelled DataFrame output.
 from __future__ import annotations
 
 import time
+from os import PathLike
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from ._util import rowdot
 from .data import Ratings, RatingsError, encode_pairs, handle_unseen
@@ -29,8 +42,12 @@ __all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "Not
 MIN_RATINGS_FOR_OBSERVED_SCALE = 100
 
 
-class NotFittedError(RuntimeError):
-    """Raised when ``predict`` is called before ``fit``."""
+class NotFittedError(_SklearnNotFittedError, RuntimeError):
+    """Raised when ``predict`` is called before ``fit``.
+
+    It is scikit-learn's ``NotFittedError`` (so model-selection code catches
+    it) and stays a ``RuntimeError`` as in earlier versions.
+    """
 
 
 class DataSupportWarning(UserWarning):
@@ -70,8 +87,8 @@ def _warn_if_unsupported(est, r: Ratings) -> None:
                       DataSupportWarning, stacklevel=3)
 
 
-class RatingsEstimator:
-    """Base class: ``fit(ratings) -> self``, ``predict(pairs) -> DataFrame``.
+class RatingsEstimator(BaseEstimator):
+    """Base class: ``fit(X) -> self``, ``predict(pairs) -> DataFrame``, ``score(X) -> -RMSE``.
 
     Attributes set by :meth:`fit`
     -----------------------------
@@ -91,21 +108,28 @@ class RatingsEstimator:
     #: whether predictions carry a posterior spread (sd, intervals)
     is_bayesian = False
 
-    def get_params(self) -> dict:
-        """Constructor arguments, as scikit-learn's ``get_params``."""
-        import inspect
-
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def __sklearn_is_fitted__(self) -> bool:
+        # explicit, so that attributes a subclass may set before fit never count as fitted
+        return hasattr(self, "users_")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, ratings, **ratings_kw):
-        """Fit on training ratings (Ratings, DataFrame or path); returns ``self``."""
-        r = Ratings.coerce(ratings, **ratings_kw)
+    def fit(self, X, y=None, **ratings_kw):
+        """Fit on training ratings; returns ``self``.
+
+        Parameters
+        ----------
+        X : DataFrame, Ratings or path
+            The ratings table (user, item and rating columns; any row subset
+            of a table works, so scikit-learn's splitters can index it).
+        y : array-like, optional
+            Ratings of the rows of ``X`` when ``X`` holds only the (user,
+            item) pairs; leave it out when ``X`` has a rating column.
+        **ratings_kw
+            Options of :meth:`Ratings.from_frame` / :meth:`Ratings.from_csv`
+            (``user_col``, ``item_col``, ``rating_col``, ``scale``,
+            ``duplicates``); any other name raises ``TypeError``.
+        """
+        r = Ratings.coerce(_with_ratings(X, y, ratings_kw), **ratings_kw)
         self.users_ = r.users
         self.items_ = r.items
         self.scale_ = _clip_scale(r)
@@ -120,6 +144,43 @@ class RatingsEstimator:
         self._fit(r)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def score(self, X, y=None, *, unseen: str = "prior") -> float:
+        """Negative root mean squared error of the predicted means on a ratings table.
+
+        Greater is better, as scikit-learn's model selection expects; this is
+        the default scorer of ``GridSearchCV`` and ``cross_val_score``.
+
+        Parameters
+        ----------
+        X : DataFrame, Ratings or path
+            Held-out ratings (user, item, rating), as for :meth:`fit`.
+        y : array-like, optional
+            The ratings when ``X`` holds only (user, item) pairs.
+        unseen : {"prior", "drop", "error"}
+            Policy for pairs whose user or item was not in training, as in
+            :meth:`predict` (their count is reported with a warning).
+
+        Returns
+        -------
+        float
+            ``-RMSE`` of the (clipped, when ``clip``) predicted means.
+        """
+        self._check_fitted()
+        rating_col = getattr(self, "_names", ("user", "item", "rating"))[2]
+        table = _with_ratings(X, y, {"rating_col": rating_col})
+        if isinstance(table, (str, PathLike)):
+            table = Ratings.coerce(table)
+        elif isinstance(table, pd.DataFrame) and "rating" not in table.columns and rating_col in table:
+            # predict reads observed ratings from a "rating" column; the training table's name counts too
+            table = table.rename(columns={rating_col: "rating"})
+        pred = self.predict(table, unseen=unseen)
+        if "rating" not in pred.columns:
+            raise ValueError("score needs observed ratings: pass a table with a rating column, or y")
+        if len(pred) == 0:
+            raise ValueError("score: no pair left to score (all were dropped as unseen)")
+        err = pred["rating"].to_numpy(dtype=float) - pred["mean"].to_numpy(dtype=float)
+        return -float(np.sqrt(np.mean(err**2)))
 
     def _fit(self, ratings: Ratings) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -201,6 +262,22 @@ class RatingsEstimator:
         uid, iid, uc, ic = encode_pairs(pairs, self.users_, self.items_, names=(uname, iname))
         keep = handle_unseen(uc, ic, unseen, user_ids=uid, item_ids=iid)
         return uid, iid, uc, ic, keep, _observed_ratings(pairs)
+
+
+def _with_ratings(X, y, ratings_kw: dict):
+    """``X`` with the ratings ``y`` as its rating column (``X`` unchanged when ``y`` is None)."""
+    if y is None:
+        return X
+    col = ratings_kw.get("rating_col", "rating")
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"y is accepted with a DataFrame of (user, item) pairs only, got X of type "
+                        f"{type(X).__name__}; or leave y out and pass a table with a {col!r} column")
+    if col in X.columns:
+        raise ValueError(f"X already has a {col!r} column: leave y out (or drop the column)")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"y must be one rating per row of X ({len(X)}), got shape {y.shape}")
+    return X.assign(**{col: y})
 
 
 #: predict options of posterior methods; point estimates accept and ignore them

@@ -90,9 +90,9 @@ METHODS: dict[str, Callable] = {
 #: sampler options shared by the CLI and :func:`run`, and the estimator parameter each sets
 SAMPLING_OPTIONS = {
     "chains": {"GibbsPMF": "chains", "PMF": "chains"},
-    "draws": {"GibbsPMF": "n_samples", "PMF": "draws"},
-    "tune": {"GibbsPMF": "burn_in", "PMF": "tune"},
-    "burn_in": {"GibbsPMF": "burn_in", "PMF": "tune"},
+    "draws": {"GibbsPMF": "draws", "PMF": "draws"},
+    "tune": {"GibbsPMF": "tune", "PMF": "tune"},
+    "burn_in": {"GibbsPMF": "tune", "PMF": "tune"},
     "max_seconds": {"GibbsPMF": "max_seconds"},
     "target_ess": {"GibbsPMF": "target_ess"},
     "cores": {"GibbsPMF": "cores"},
@@ -103,9 +103,8 @@ def make_estimator(name: str, n_factors: int = 10, random_seed=0, **sampling):
     """An unfitted estimator for a method name of :data:`METHODS`.
 
     ``sampling`` takes the options of :data:`SAMPLING_OPTIONS` (``None`` =
-    the estimator's default); each is set where the estimator has it, so
-    ``draws`` is ``n_samples`` of Gibbs and ``draws`` of NUTS, and point
-    estimators ignore them all.
+    the estimator's default); each is set where the estimator has it
+    (``burn_in`` is another name of ``tune``), and point estimators ignore them all.
     """
     try:
         factory = METHODS[name]

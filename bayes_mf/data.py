@@ -261,6 +261,10 @@ class Ratings:
     def coerce(cls, data, **kw) -> Ratings:
         """Return ``data`` as :class:`Ratings` (DataFrame, path or Ratings)."""
         if isinstance(data, Ratings):
+            if kw:
+                # a Ratings is already validated: options meant for a table would be ignored silently
+                raise TypeError(f"options {sorted(kw)} apply to a DataFrame or a CSV path, not to a "
+                                "Ratings (it is already validated)")
             return data
         if isinstance(data, pd.DataFrame):
             return cls.from_frame(data, **kw)

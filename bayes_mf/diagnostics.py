@@ -230,12 +230,14 @@ def log_likelihood(dt, *, max_draws: int | None = 500):
     per posterior draw, :math:`\\log N(R_n \\mid \\mathrm{link}(\\eta_n), \\sigma^2)`.
 
     Memory is draws x observations floats; ``max_draws`` thins evenly.
-    Returns a new DataTree (the input is not modified).
+    Returns a new DataTree (the input is not modified) whose posterior is
+    thinned to the same draws.  Every result of a posterior already carries
+    such a group for at most 200 draws (:mod:`bayes_mf.results`); this one
+    covers every training rating and thins the posterior to match.
     """
     import xarray as xr
 
-    from .predict import linear_predictor
-    from .results import draws_from_result
+    from .results import draws_from_result, pointwise_log_likelihood
 
     d = draws_from_result(dt)
     n_chain, n_draw = _n_samples(dt)
@@ -247,22 +249,11 @@ def log_likelihood(dt, *, max_draws: int | None = 500):
     users = dt["constant_data"]["user_code"].to_numpy().astype(np.int64)
     items = dt["constant_data"]["item_code"].to_numpy().astype(np.int64)
     y = dt["observed_data"]["rating"].to_numpy()
-    rng = np.random.default_rng(0)
     ll = np.empty((sel.size, y.size))
     step = max(1, 4_000_000 // max(1, sel.size * sub.U.shape[-1]))
-    sigma = np.asarray(sub.sigma, float).reshape(-1, 1)
     for s in range(0, y.size, step):
         e = min(s + step, y.size)
-        eta = linear_predictor(sub, users[s:e], items[s:e], rng)
-        if sub.link == "logistic":
-            lo, hi = sub.scale
-            m = 1.0 / (1.0 + np.exp(-eta))
-            z = (y[s:e] - lo) / (hi - lo)
-            # density of the rating itself: Jacobian of t(x) = (x - lo) / (hi - lo)
-            jac = -np.log(hi - lo)
-        else:
-            m, z, jac = eta, y[s:e], 0.0
-        ll[:, s:e] = -0.5 * np.log(2 * np.pi * sigma**2) - 0.5 * ((z - m) / sigma) ** 2 + jac
+        ll[:, s:e] = pointwise_log_likelihood(sub, users[s:e], items[s:e], y[s:e])[0]
     ds = xr.Dataset({"rating": (("chain", "draw", "obs"), ll.reshape(n_chain, keep_draw.size, -1))},
                     coords={"chain": np.arange(n_chain), "draw": keep_draw, "obs": np.arange(y.size)})
     new = dt.copy()

@@ -153,7 +153,7 @@ def _write(estimator, cls: str, folder: Path) -> None:
         "class": cls,
         # fit-time-only arguments that are objects (e.g. PMF(init=<fitted MAP>)) are not kept:
         # the saved estimator is already fitted
-        "params": {k: _jsonable(v) for k, v in estimator.get_params().items()
+        "params": {k: _jsonable(v) for k, v in estimator.get_params(deep=False).items()
                    if isinstance(_jsonable(v), (int, float, str, bool, list, type(None)))},
         "fitted": scalars,
         "names": list(getattr(estimator, "_names", ("user", "item", "rating"))),

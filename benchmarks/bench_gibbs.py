@@ -61,7 +61,7 @@ PEER = {"gibbs-bpmf-implicit": "myfm-implicit"}
 def gibbs_fit(name, train, test, sweeps, burn_in, chains):
     from bayes_mf.gibbs import GibbsPMF
 
-    model = GibbsPMF(10, n_samples=sweeps - burn_in, burn_in=burn_in, chains=chains, cores=1,
+    model = GibbsPMF(10, draws=sweeps - burn_in, tune=burn_in, chains=chains, cores=1,
                      random_seed=0, **VARIANTS[name])
     t0 = time.perf_counter()
     model.fit(train)

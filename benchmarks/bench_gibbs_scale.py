@@ -57,7 +57,7 @@ with np.load(sys.argv[1]) as f:
                 pd.RangeIndex(int(f["n_items"])))
 rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 sweeps = int(sys.argv[2])
-m = gibbs.GibbsPMF(10, prior="bpmf", biases=True, chains=1, cores=1, n_samples=sweeps, burn_in=0,
+m = gibbs.GibbsPMF(10, prior="bpmf", biases=True, chains=1, cores=1, draws=sweeps, tune=0,
                    store_factors=False, n_check=50, random_seed=0)
 t1 = time.perf_counter()
 m.fit(r)

@@ -52,7 +52,7 @@ def main():
           f"{'test_rmse':>9} {'cov90':>6}")
     loos = {}
     for name, kw in VARIANTS.items():
-        est = GibbsPMF(args.rank, chains=args.chains, n_samples=args.samples, burn_in=args.burn_in,
+        est = GibbsPMF(args.rank, chains=args.chains, draws=args.samples, tune=args.burn_in,
                        cores=1, random_seed=args.seed, **kw).fit(train)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnseenIdsWarning)

@@ -56,8 +56,8 @@ def main():
     implicit = False if args.implicit == "none" else args.implicit
     rows, cost = {}, {}
     for moves in (False, True):
-        m = GibbsPMF(10, prior=args.prior, implicit=implicit, moves=moves, n_samples=args.sweeps,
-                     burn_in=500, chains=4, cores=2, store_factors=False, random_seed=args.seed,
+        m = GibbsPMF(10, prior=args.prior, implicit=implicit, moves=moves, draws=args.sweeps,
+                     tune=500, chains=4, cores=2, store_factors=False, random_seed=args.seed,
                      progressbar=False).fit(train)
         rows[moves] = rates(m, args.sweeps)
         cost[moves] = m.sweep_seconds_ * 1000

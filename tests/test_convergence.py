@@ -60,7 +60,7 @@ def test_moves_leave_the_posterior_unchanged(sim):
     """With and without the moves, long chains agree on every identifiable quantity (within 4 MCSE)."""
     import arviz as az
 
-    kw = dict(prior="bpmf", implicit="user", n_samples=1500, burn_in=300, chains=4, cores=1, random_seed=2)
+    kw = dict(prior="bpmf", implicit="user", draws=1500, tune=300, chains=4, cores=1, random_seed=2)
     fits = {mv: GibbsPMF(2, moves=mv, **kw).fit(sim.ratings) for mv in (True, False)}
     for v in ("sigma", "mu", "sigma_b", "sigma_c", "user_bias", "pred_check"):
         a, b = (fits[mv].result_["posterior"].to_dataset()[[v]] for mv in (True, False))
@@ -109,7 +109,7 @@ def test_chains_start_dispersed(sim):
 
 
 def test_default_fit_runs_until_converged(sim):
-    """n_samples=None: rounds until every identifiable quantity passes; the stored draws say so too."""
+    """draws=None: rounds until every identifiable quantity passes; the stored draws say so too."""
     model = GibbsPMF(2, chains=4, cores=1, random_seed=0).fit(sim.ratings)
     assert model.converged_ is True
     assert model.convergence_["ok"].all()
@@ -129,8 +129,8 @@ def test_budget_exhausted_warns_and_says_what_to_change(sim):
 
 
 def test_explicit_length_is_exact_and_warns_when_short(sim):
-    with pytest.warns(ConvergenceWarning, match="pass n_samples=None"):
-        model = GibbsPMF(2, n_samples=7, burn_in=3, chains=2, cores=1).fit(sim.ratings)
+    with pytest.warns(ConvergenceWarning, match="pass draws=None"):
+        model = GibbsPMF(2, draws=7, tune=3, chains=2, cores=1).fit(sim.ratings)
     assert model.result_["posterior"].sizes["draw"] == 7 and model.n_sweeps_ == 10
     assert model.converged_ is False
 

@@ -22,7 +22,7 @@ from bayes_mf.gibbs import (
 needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 BACKENDS = ["numpy", pytest.param("numba", marks=needs_numba)]
 
-FAST = dict(n_samples=60, burn_in=30, chains=2, cores=1)
+FAST = dict(draws=60, tune=30, chains=2, cores=1)
 
 
 def _split(r: Ratings, frac=0.2, seed=0):
@@ -64,9 +64,13 @@ def test_result_structure(fitted):
     assert post["mu_u"].dims == ("chain", "draw", "factor")
     assert post["pred_check"].dims == ("chain", "draw", "check")
     assert post.sizes["check"] == 50
-    # the check pairs are labelled with training ids and are training observations
-    obs = post["check_obs"].to_numpy()
-    np.testing.assert_array_equal(post["check_user"].to_numpy(), train.users.to_numpy()[train.user[obs]])
+    # the check pairs are labelled with training ids and are training observations (in constant_data:
+    # extra coordinates in the posterior break az.summary)
+    const = dt["constant_data"]
+    obs = const["check_obs"].to_numpy()
+    np.testing.assert_array_equal(const["check_user"].to_numpy(), train.users.to_numpy()[train.user[obs]])
+    np.testing.assert_array_equal(const["check_item"].to_numpy(), train.items.to_numpy()[train.item[obs]])
+    assert not set(post.coords) & {"check_obs", "check_user", "check_item"}
     np.testing.assert_array_equal(post["user"].to_numpy(), train.users.to_numpy())
     assert dt["sample_stats"]["train_rmse"].dims == ("chain", "draw")
     assert np.all(post["sigma"].to_numpy() > 0)
@@ -75,8 +79,8 @@ def test_result_structure(fitted):
 def test_pred_check_is_the_mean_of_its_pairs(fitted):
     model, train, _ = fitted
     post = model.result_["posterior"]
-    u = train.user[post["check_obs"].to_numpy()]
-    i = train.item[post["check_obs"].to_numpy()]
+    check = model.result_["constant_data"]["check_obs"].to_numpy()
+    u, i = train.user[check], train.item[check]
     U, V = post["U"].to_numpy(), post["V"].to_numpy()
     eta = (post["mu"].to_numpy()[..., None] + post["user_bias"].to_numpy()[:, :, u]
            + post["item_bias"].to_numpy()[:, :, i] + np.einsum("cdpk,cdpk->cdp", U[:, :, u], V[:, :, i]))
@@ -112,7 +116,7 @@ def test_unseen_ids_predicted_from_prior(fitted):
 # ----------------------------------------------------------------------------- reproducibility
 def test_same_seed_identical(sim):
     r = sim.ratings
-    kw = dict(n_samples=5, burn_in=2, chains=2, random_seed=7)
+    kw = dict(draws=5, tune=2, chains=2, random_seed=7)
     a = GibbsPMF(2, cores=1, **kw).fit(r).result_["posterior"]
     b = GibbsPMF(2, cores=1, **kw).fit(r).result_["posterior"]
     c = GibbsPMF(2, cores=1, **{**kw, "random_seed": 8}).fit(r).result_["posterior"]
@@ -124,7 +128,7 @@ def test_same_seed_identical(sim):
 
 
 def test_same_seed_regardless_of_cores(sim):
-    kw = dict(n_samples=5, burn_in=2, chains=2, random_seed=7)
+    kw = dict(draws=5, tune=2, chains=2, random_seed=7)
     a = GibbsPMF(2, cores=1, **kw).fit(sim.ratings).result_["posterior"]
     b = GibbsPMF(2, cores=2, **kw).fit(sim.ratings).result_["posterior"]
     np.testing.assert_array_equal(a["U"].to_numpy(), b["U"].to_numpy())
@@ -137,7 +141,7 @@ def test_recovery_on_data_from_the_model(prior):
     sim = simulate_pmf(120, 90, 2, density=0.35, noise_sd=0.5, global_mean=1.0, bias_sd=0.3,
                        random_seed=11)
     train, test = _split(sim.ratings, seed=3)
-    model = GibbsPMF(2, prior=prior, n_samples=100, burn_in=50, chains=2, cores=1, clip=False,
+    model = GibbsPMF(2, prior=prior, draws=100, tune=50, chains=2, cores=1, clip=False,
                      random_seed=2).fit(train)
     pred = model.predict(test, interval=0.9)
     cover = np.mean((test.rating >= pred["lo"]) & (test.rating <= pred["hi"]))
@@ -151,7 +155,7 @@ def test_recovery_on_data_from_the_model(prior):
 
 
 def test_fixed_noise_is_kept(sim):
-    model = GibbsPMF(2, sigma=0.7, n_samples=3, burn_in=1, chains=1).fit(sim.ratings)
+    model = GibbsPMF(2, sigma=0.7, draws=3, tune=1, chains=1).fit(sim.ratings)
     np.testing.assert_allclose(model.result_["posterior"]["sigma"].to_numpy(), 0.7)
     assert model.result_.attrs["noise"] == "fixed 0.7"
 
@@ -264,7 +268,7 @@ def test_feature_conditional_matches_dense_solve(backend):
 @needs_numba
 @pytest.mark.parametrize("implicit", [False, "both"])
 def test_numpy_and_numba_backends_agree(sim, implicit):
-    kw = dict(n_samples=4, burn_in=2, chains=1, implicit=implicit, random_seed=3)
+    kw = dict(draws=4, tune=2, chains=1, implicit=implicit, random_seed=3)
     a = GibbsPMF(3, backend="numpy", **kw).fit(sim.ratings).result_["posterior"]
     b = GibbsPMF(3, backend="numba", **kw).fit(sim.ratings).result_["posterior"]
     for name in ("U", "V", "user_bias", "sigma", "mu", "pred_check"):
@@ -284,15 +288,15 @@ def test_implicit_and_side_features(sim):
     base = BiasBaseline().fit(train).predict(test)
     assert rmse(test.rating, pred["mean"]) < rmse(test.rating, base["mean"])
     with pytest.raises(ValueError, match="item_features"):
-        GibbsPMF(2, n_samples=2, burn_in=0, chains=1).fit(train, item_features=np.ones((3, 2)))
+        GibbsPMF(2, draws=2, tune=0, chains=1).fit(train, item_features=np.ones((3, 2)))
     with pytest.raises(ValueError, match="numeric"):
-        GibbsPMF(2, n_samples=2, burn_in=0, chains=1).fit(
+        GibbsPMF(2, draws=2, tune=0, chains=1).fit(
             train, user_features=pd.DataFrame({"x": ["a"] * train.n_users}, index=train.users))
 
 
 @pytest.mark.parametrize("prior", ["fixed", "adaptive", "bpmf"])
 def test_priors_without_biases(sim, prior):
-    model = GibbsPMF(2, prior=prior, biases=False, global_mean=False, n_samples=5, burn_in=2,
+    model = GibbsPMF(2, prior=prior, biases=False, global_mean=False, draws=5, tune=2,
                      chains=1).fit(sim.ratings)
     post = model.result_["posterior"]
     assert "user_bias" not in post and "mu" not in post
@@ -301,7 +305,7 @@ def test_priors_without_biases(sim, prior):
 
 
 def test_store_factors_false_keeps_means_only(sim):
-    model = GibbsPMF(2, store_factors=False, n_samples=5, burn_in=2, chains=2).fit(sim.ratings)
+    model = GibbsPMF(2, store_factors=False, draws=5, tune=2, chains=2).fit(sim.ratings)
     assert "U" not in model.result_["posterior"]
     assert model.U_mean_.shape == (sim.ratings.n_users, 2)
     with pytest.raises(ValueError, match="store_factors"):
@@ -309,7 +313,7 @@ def test_store_factors_false_keeps_means_only(sim):
 
 
 def test_thinning_and_sweep_count(sim):
-    model = GibbsPMF(2, n_samples=4, burn_in=3, thin=3, chains=1).fit(sim.ratings)
+    model = GibbsPMF(2, draws=4, tune=3, thin=3, chains=1).fit(sim.ratings)
     assert model.result_["posterior"].sizes["draw"] == 4
     assert model.result_.attrs["sweeps_per_chain"] == 15
 
@@ -318,8 +322,8 @@ def test_thinning_and_sweep_count(sim):
     (dict(n_factors=0), "n_factors"),
     (dict(n_factors=2.5), "n_factors"),
     (dict(prior="wishart"), "prior"),
-    (dict(n_samples=0), "n_samples"),
-    (dict(burn_in=-1), "burn_in"),
+    (dict(draws=0), "draws"),
+    (dict(tune=-1), "tune"),
     (dict(thin=0), "thin"),
     (dict(chains=0), "chains"),
     (dict(cores=0), "cores"),
@@ -350,7 +354,7 @@ def test_gibbs_agrees_with_nuts():
     r = sim.ratings
     sigma = 0.5
     gibbs = GibbsPMF(2, prior="fixed", biases=False, global_mean=False, sigma=sigma, sigma_u=1.0,
-                     sigma_v=1.0, n_samples=1000, burn_in=200, chains=4, cores=1, random_seed=1).fit(r)
+                     sigma_v=1.0, draws=1000, tune=200, chains=4, cores=1, random_seed=1).fit(r)
     with pm.Model():
         U = pm.Normal("U", 0.0, 1.0, shape=(r.n_users, 2))
         V = pm.Normal("V", 0.0, 1.0, shape=(r.n_items, 2))
@@ -383,7 +387,7 @@ def test_runs_without_numba(sim, monkeypatch):
     import bayes_mf.gibbs.kernels as kernels
 
     monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
-    model = GibbsPMF(2, backend="auto", n_samples=3, burn_in=1, chains=1).fit(sim.ratings)
+    model = GibbsPMF(2, backend="auto", draws=3, tune=1, chains=1).fit(sim.ratings)
     assert model.result_.attrs["backend"] == "numpy"
     assert model.compile_seconds_ == 0.0
     with pytest.raises(ValueError, match="numba is not installed"):
@@ -391,5 +395,5 @@ def test_runs_without_numba(sim, monkeypatch):
 
 
 def test_progressbar(sim, capsys):
-    GibbsPMF(2, n_samples=3, burn_in=1, chains=1, progressbar=True).fit(sim.ratings)
+    GibbsPMF(2, draws=3, tune=1, chains=1, progressbar=True).fit(sim.ratings)
     assert "chain 0" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def als(small):
 
 @pytest.fixture(scope="module")
 def gibbs(small):
-    return bmf.GibbsPMF(2, n_samples=10, burn_in=5, chains=2, cores=1, progressbar=False).fit(small.ratings)
+    return bmf.GibbsPMF(2, draws=10, tune=5, chains=2, cores=1, progressbar=False).fit(small.ratings)
 
 
 def _reseal(path):

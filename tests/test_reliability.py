@@ -11,7 +11,7 @@ from bayes_mf.base import DataSupportWarning
 
 
 def _gibbs(**kw):
-    return bmf.GibbsPMF(2, n_samples=60, burn_in=30, chains=2, cores=1, progressbar=False, **kw)
+    return bmf.GibbsPMF(2, draws=60, tune=30, chains=2, cores=1, progressbar=False, **kw)
 
 
 @pytest.mark.parametrize("col", ["user", "item"])
@@ -62,7 +62,7 @@ _SCRIPT = """
 import bayes_mf as bmf
 print("TOP-LEVEL RUN", flush=True)
 sim = bmf.datasets.simulate_pmf(30, 20, 2, density=0.4, random_seed=0)
-g = bmf.GibbsPMF(2, n_samples=20, burn_in=5, chains=2, cores=2, progressbar=False).fit(sim.ratings)
+g = bmf.GibbsPMF(2, draws=20, tune=5, chains=2, cores=2, progressbar=False).fit(sim.ratings)
 print("fitted", g.result_.posterior.sizes["chain"], flush=True)
 """
 

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def fits(sim_split):
     train, test = sim_split
-    gibbs = bmf.GibbsPMF(2, n_samples=150, burn_in=100, chains=2, cores=1, random_seed=0).fit(train)
+    gibbs = bmf.GibbsPMF(2, draws=150, tune=100, chains=2, cores=1, random_seed=0).fit(train)
     als = bmf.ALS(2, reg=2.0, reg_bias=2.0).fit(train)
     return gibbs, als
 
@@ -140,7 +140,7 @@ def test_comparison_report_writes_table_and_figures(fits, sim_split, tmp_path):
     train, test = sim_split
     comp = run(train, test, ["baseline", "als", "gibbs"], n_factors=2,
                estimators={"als": bmf.ALS(2, reg=2.0, reg_bias=2.0),
-                           "gibbs": bmf.GibbsPMF(2, n_samples=100, burn_in=60, chains=2, cores=1)})
+                           "gibbs": bmf.GibbsPMF(2, draws=100, tune=60, chains=2, cores=1)})
     t = comp.table.set_index("method")
     assert np.isnan(t.loc["als", "coverage"]) and np.isnan(t.loc["als", "rhat_max"])
     assert 0.8 <= t.loc["gibbs", "coverage"] <= 0.98 and 0.35 <= t.loc["gibbs", "coverage50"] <= 0.65

@@ -29,6 +29,8 @@ _PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses 
 # ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
 _PARALLEL_MIN_RATINGS = 5_000
 _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
+# default of the deprecated aliases n_samples/burn_in: distinct from None, which draws=None means
+_DEPRECATED = "deprecated"
 
 
 class GibbsPMF(BayesianEstimator):
@@ -60,16 +62,17 @@ class GibbsPMF(BayesianEstimator):
         vectors of a side use that side's factor sd); ignored otherwise.
     gamma_prior : (shape, rate)
         :math:`(a_0, b_0)` of every Gamma hyperprior on a precision.
-    n_samples : int or None
-        Kept draws per chain.  ``None`` (default): sample in rounds until
-        every identifiable quantity passes ``target_rhat`` and
-        ``target_ess`` (bulk and tail), or until ``max_seconds`` is spent
-        (see :mod:`bayes_mf.gibbs.schedule`); an int runs exactly that many.
-    burn_in : int
-        Sweeps discarded first.  With ``n_samples`` given, total sweeps per
-        chain: ``burn_in + n_samples * thin``.
+    draws : int or None
+        Kept draws per chain (the name :class:`~bayes_mf.inference.PMF`
+        uses).  ``None`` (default): sample in rounds until every
+        identifiable quantity passes ``target_rhat`` and ``target_ess``
+        (bulk and tail), or until ``max_seconds`` is spent (see
+        :mod:`bayes_mf.gibbs.schedule`); an int runs exactly that many.
+    tune : int
+        Burn-in sweeps discarded first.  With ``draws`` given, total sweeps
+        per chain: ``tune + draws * thin``.
     thin : int
-        Keep every ``thin``-th sweep after burn-in (with ``n_samples=None``
+        Keep every ``thin``-th sweep after burn-in (with ``draws=None``
         the thinning doubles whenever the kept draws per chain would exceed
         ``max_draws``).
     target_rhat, target_ess : float
@@ -79,7 +82,7 @@ class GibbsPMF(BayesianEstimator):
         Time budget of the default run; past it the fit stops with a
         :class:`~bayes_mf.diagnostics.ConvergenceWarning` that says what to change.
     max_draws : int
-        Kept draws per chain at most, with ``n_samples=None``; lowered so that
+        Kept draws per chain at most, with ``draws=None``; lowered so that
         the stored factor draws take at most 1 GB (``store_factors=True``).
     moves : bool
         The exact translation and scale moves of :mod:`bayes_mf.gibbs.moves`
@@ -91,8 +94,8 @@ class GibbsPMF(BayesianEstimator):
     cores : int or None
         Worker processes for the chains; 1 runs them in this process.
         ``None``: ``min(chains, os.cpu_count())`` processes when the work is
-        large enough to repay their start-up (seconds): with ``n_samples``
-        given, at least 5e7 rating-sweeps per chain; with ``n_samples=None``,
+        large enough to repay their start-up (seconds): with ``draws``
+        given, at least 5e7 rating-sweeps per chain; with ``draws=None``,
         at least 5 000 ratings.  Else in this process.  The draws are the
         same either way.  From a script, guard the fit with
         ``if __name__ == "__main__":`` (workers re-import the main module).
@@ -100,7 +103,7 @@ class GibbsPMF(BayesianEstimator):
         Kernel family; ``"auto"`` uses numba when it is importable.
     store_factors : bool
         Keep U and V of every kept draw (needed by ``predict``).  Memory:
-        chains x n_samples x (n_users + n_items) x k floats; with ``False``
+        chains x draws x (n_users + n_items) x k floats; with ``False``
         only their running posterior means (``U_mean_``, ``V_mean_``) are
         kept, which bounds memory for huge data, and ``predict`` is unavailable.
     n_check : int
@@ -116,6 +119,9 @@ class GibbsPMF(BayesianEstimator):
         tqdm progress bars; ``None``: on in interactive sessions (Jupyter, a
         terminal), off otherwise.
     random_seed : int or None
+    n_samples, burn_in
+        Deprecated aliases of ``draws`` and ``tune`` (a ``FutureWarning`` at
+        fit time); giving both an alias and its new name raises ``ValueError``.
 
     Attributes
     ----------
@@ -153,8 +159,8 @@ class GibbsPMF(BayesianEstimator):
         sigma_v: float = 1.0,
         sigma_bias: float = 1.0,
         gamma_prior: tuple = (1.0, 1.0),
-        n_samples: int | None = None,
-        burn_in: int = 100,
+        draws: int | None = None,
+        tune: int = 100,
         thin: int = 1,
         target_rhat: float = 1.01,
         target_ess: float = 400.0,
@@ -170,6 +176,8 @@ class GibbsPMF(BayesianEstimator):
         clip: bool = True,
         progressbar: bool | None = None,
         random_seed: int | None = 0,
+        n_samples: int | None | str = _DEPRECATED,
+        burn_in: int | str = _DEPRECATED,
     ):
         self.n_factors = n_factors
         self.prior = prior
@@ -181,8 +189,8 @@ class GibbsPMF(BayesianEstimator):
         self.sigma_v = sigma_v
         self.sigma_bias = sigma_bias
         self.gamma_prior = gamma_prior
-        self.n_samples = n_samples
-        self.burn_in = burn_in
+        self.draws = draws
+        self.tune = tune
         self.thin = thin
         self.target_rhat = target_rhat
         self.target_ess = target_ess
@@ -198,13 +206,15 @@ class GibbsPMF(BayesianEstimator):
         self.clip = clip
         self.progressbar = progressbar
         self.random_seed = random_seed
+        self.n_samples = n_samples
+        self.burn_in = burn_in
 
     # ----------------------------------------------------------------- checks
     def _check_params(self) -> None:
-        def integer(name, low):
-            v = getattr(self, name)
+        def integer(attr, low, name=None):
+            v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+                raise ValueError(f"{name or attr} must be an integer >= {low}, got {v!r}")
 
         def positive(name, allow_none=False):
             v = getattr(self, name)
@@ -216,10 +226,10 @@ class GibbsPMF(BayesianEstimator):
                                  f"got {v!r}")
 
         integer("n_factors", 1)
-        if self.n_samples is not None:
-            integer("n_samples", 1)
+        if self._draws is not None:
+            integer("_draws", 1, "draws")
         integer("max_draws", 10)
-        integer("burn_in", 0)
+        integer("_tune", 0, "tune")
         integer("thin", 1)
         integer("chains", 1)
         integer("n_check", 0)
@@ -251,12 +261,15 @@ class GibbsPMF(BayesianEstimator):
         return self.backend
 
     # -------------------------------------------------------------------- fit
-    def fit(self, ratings, *, user_features=None, item_features=None, **ratings_kw):
+    def fit(self, X, y=None, *, user_features=None, item_features=None, **ratings_kw):
         r"""Sample the posterior given training ratings; returns ``self``.
 
         Parameters
         ----------
-        ratings : Ratings, DataFrame or path
+        X : DataFrame, Ratings or path
+            The ratings table, as for :meth:`RatingsEstimator.fit <bayes_mf.base.RatingsEstimator.fit>`.
+        y : array-like, optional
+            Ratings of the rows of ``X`` when ``X`` holds only (user, item) pairs.
         user_features, item_features : DataFrame, optional
             Side information indexed by the original user/item ids (numeric
             columns; ids missing from the table get zeros).  Each column
@@ -265,11 +278,11 @@ class GibbsPMF(BayesianEstimator):
             per column of :math:`W` for the whole table).  Scale the columns
             yourself (e.g. one-hot rows divided by their norm).
         **ratings_kw
-            Passed to :meth:`Ratings.coerce`.
+            Passed to :meth:`Ratings.coerce`; unknown names raise ``TypeError``.
         """
         self._side_features = {"user": user_features, "item": item_features}
         try:
-            return super().fit(ratings, **ratings_kw)
+            return super().fit(X, y, **ratings_kw)
         finally:
             del self._side_features
 
@@ -327,12 +340,12 @@ class GibbsPMF(BayesianEstimator):
         return problem, check
 
     def _plan(self, r: Ratings) -> Plan:
-        n_samples = None if self.n_samples is None else int(self.n_samples)
+        n_samples = None if self._draws is None else int(self._draws)
         max_draws = int(self.max_draws)
         if self.store_factors:
             per_draw = 8 * int(self.chains) * (r.n_users + r.n_items) * int(self.n_factors)
             max_draws = min(max_draws, max(100, int(_MAX_FACTOR_BYTES // per_draw)))
-        return Plan(burn_in=int(self.burn_in), n_samples=n_samples, thin=int(self.thin),
+        return Plan(burn_in=int(self._tune), n_samples=n_samples, thin=int(self.thin),
                     target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
                     max_seconds=float(self.max_seconds), max_draws=max_draws)
 
@@ -349,7 +362,25 @@ class GibbsPMF(BayesianEstimator):
             return 1
         return min(chains, os.cpu_count() or 1)
 
+    def _lengths(self) -> tuple[int | None, int]:
+        """``(draws, tune)``, taking the deprecated ``n_samples``/``burn_in`` where given."""
+        out = {"draws": self.draws, "tune": self.tune}
+        defaults = {"draws": None, "tune": 100}
+        for old, new in (("n_samples", "draws"), ("burn_in", "tune")):
+            value = getattr(self, old)
+            if isinstance(value, str) and value == _DEPRECATED:
+                continue
+            if out[new] != defaults[new]:
+                raise ValueError(f"GibbsPMF got both {new}={out[new]!r} and its deprecated alias "
+                                 f"{old}={value!r}: give {new} only")
+            # stacklevel: _lengths <- _fit <- RatingsEstimator.fit <- GibbsPMF.fit <- the caller
+            warnings.warn(f"GibbsPMF({old}=...) is deprecated and will be removed; use {new}=... "
+                          "(the name PMF uses)", FutureWarning, stacklevel=5)
+            out[new] = value
+        return out["draws"], out["tune"]
+
     def _fit(self, r: Ratings) -> None:
+        self._draws, self._tune = self._lengths()
         self._check_params()
         backend = self._resolved_backend()
         self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
@@ -412,13 +443,8 @@ class GibbsPMF(BayesianEstimator):
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
+            check=check,
         )
-        post = dt["posterior"].to_dataset()
-        post = post.assign_coords(check=np.arange(check.size),
-                                  check_user=("check", r.users.to_numpy()[r.user[check]]),
-                                  check_item=("check", r.items.to_numpy()[r.item[check]]),
-                                  check_obs=("check", check))
-        dt["posterior"] = post
         return dt
 
     def _predict_codes(self, ucode, icode, **kw):

@@ -1,6 +1,6 @@
 """How long the chains run: a fixed number of draws, or rounds until the diagnostics pass.
 
-With ``n_samples=None`` (the default of :class:`~bayes_mf.gibbs.GibbsPMF`)
+With ``draws=None`` (the default of :class:`~bayes_mf.gibbs.GibbsPMF`)
 the chains run a first round, then the identifiable set (``sigma``, the
 bias scales, ``mu``, every bias, ``pred_check``) is diagnosed; while any
 R-hat exceeds ``target_rhat`` or any bulk or tail ESS is below
@@ -162,8 +162,8 @@ def _worst(table) -> str:
 def budget_advice(plan: Plan, sampled: Sampled) -> str:
     """What to change when the run ended unconverged."""
     if plan.n_samples is not None:
-        return (f"{plan.n_samples} draws per chain were asked for; pass n_samples=None to sample "
-                f"until converged, or raise n_samples")
+        return (f"{plan.n_samples} draws per chain were asked for; pass draws=None to sample "
+                f"until converged, or raise draws")
     need = ""
     if sampled.history:
         sweeps, _ = sampled.history[-1]

@@ -165,7 +165,7 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
     for r, seed in enumerate(seeds):
         data_seed, fit_seed = seed.spawn(2)
         sim = simulate_prior(random_seed=data_seed, **sim_kw)
-        fit = GibbsPMF(**est_kw, n_samples=draws, thin=thin, burn_in=burn_in, chains=1, cores=1,
+        fit = GibbsPMF(**est_kw, draws=draws, thin=thin, tune=burn_in, chains=1, cores=1,
                        progressbar=False, clip=False,
                        random_seed=int(fit_seed.generate_state(1)[0])).fit(sim.ratings)
         post = fit.result_["posterior"]

@@ -15,9 +15,11 @@ an hour on two CPU cores (``priors="adaptive"``: about a third of that).
 
 Every fit stores ``result_``, an ``xarray.DataTree`` in the format of
 :mod:`bayes_mf.results`: ``posterior`` (MAP = one chain x one draw),
-``sample_stats``, ``observed_data``, ``constant_data``, with attrs recording
-method, model, rank, seed, package versions and wall time.  The posterior
-also holds ``pred_check`` (dim ``check``): the predicted mean rating of a
+``sample_stats``, ``observed_data``, ``constant_data`` and, for NUTS and
+ADVI, thinned ``posterior_predictive`` and ``log_likelihood`` (``az.loo``
+works on the result), with attrs recording method, model, rank, seed,
+package versions and wall time.  The posterior also holds ``pred_check``
+(dim ``check``; which pairs: ``constant_data``): the predicted mean rating of a
 fixed, seeded set of 50 training pairs -- an identifiable quantity to
 diagnose (R-hat, ESS) where :math:`U` and :math:`V` are not (they are
 defined only up to rotation, sign and permutation; never diagnose them).

@@ -266,12 +266,8 @@ class PMF(BayesianEstimator):
             posterior, r, method=method, model=self._model_label, n_factors=int(self.n_factors),
             random_seed=self.random_seed, fit_seconds=self._elapsed(), sample_stats=sample_stats or None,
             extra_dims={"pred_check": ["check"]}, link=self.link,
-            scale=self._scale if self.link == "logistic" else r.scale, attrs=attrs,
+            scale=self._scale if self.link == "logistic" else r.scale, attrs=attrs, check=check_pairs(r),
         )
-        pos = check_pairs(r)
-        dt["posterior"] = dt["posterior"].to_dataset().assign_coords(
-            check=np.arange(len(pos)), check_obs=("check", pos),
-            check_user=("check", r.user_ids[pos]), check_item=("check", r.item_ids[pos]))
         if elbo is not None:
             ss = dt["sample_stats"].to_dataset() if "sample_stats" in dt.children else xr.Dataset()
             dt["sample_stats"] = ss.assign(elbo=xr.DataArray(elbo, dims=["advi_iteration"]))

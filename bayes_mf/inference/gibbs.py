@@ -42,9 +42,9 @@ def fit_gibbs(est, r: Ratings) -> None:
             kw[name] = float(getattr(est, name))
     if est.sigma_b is not None or est.sigma_c is not None:
         kw["sigma_bias"] = float(est.sigma_b if est.sigma_b is not None else est.sigma_c)
-    # the same prior names; warm-up steps are the sampler's burn-in
+    # the same prior names and the same names for chain lengths
     gibbs = GibbsPMF(n_factors=int(est.n_factors), prior=est.priors, biases=est.biases,
-                     n_samples=int(est.draws), burn_in=int(est.tune), chains=int(est.chains),
+                     draws=int(est.draws), tune=int(est.tune), chains=int(est.chains),
                      random_seed=est.random_seed, progressbar=est.progressbar, clip=est.clip, **kw)
     gibbs.fit(r)
     est.result_ = gibbs.result_
