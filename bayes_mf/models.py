@@ -60,6 +60,7 @@ from .data import Ratings
 __all__ = [
     "PRIORS",
     "LINKS",
+    "PARAMETRIZATIONS",
     "build_model",
     "default_scales",
     "to_model_scale",
@@ -72,6 +73,7 @@ __all__ = [
 
 PRIORS = ("fixed", "adaptive", "bpmf")
 LINKS = ("identity", "logistic")
+PARAMETRIZATIONS = ("centered", "noncentered")
 
 #: names of the scale parameters, per role
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")
@@ -126,6 +128,25 @@ def default_scales(y: np.ndarray, n_factors: int) -> dict:
 
 
 # ---------------------------------------------------------------- components
+def _normal(name: str, dims, scale, noncentered: bool, mean=0.0, chol=None):
+    r"""``name`` :math:`\sim N(\text{mean}, \text{scale}^2)` (or :math:`N(\text{mean}, LL^\top)` rowwise).
+
+    Non-centred, the free variable is ``{name}_z`` :math:`\sim N(0, I)` and ``name`` the
+    deterministic :math:`\text{mean} + \text{scale}\, z` (or :math:`\text{mean} + z L^\top`):
+    the posterior of :math:`z` no longer narrows with the scale (Neal's funnel), which is what
+    gives NUTS low E-BFMI and deep trees on the centred hierarchical model.
+    """
+    import pymc as pm
+
+    if not noncentered:
+        if chol is not None:
+            return pm.MvNormal(name, mu=0.0 if mean is None else mean, chol=chol, dims=dims)
+        return pm.Normal(name, mean, scale, dims=dims)
+    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
+    value = (z @ chol.T if chol is not None else z * scale)
+    return pm.Deterministic(name, value + mean if mean is not None else value, dims=dims)
+
+
 def noise_scale(priors: str, value: float | None, y_sd: float):
     r"""Noise sd :math:`\sigma`: a constant for ``"fixed"`` priors, else
     :math:`\sigma \sim \mathrm{HalfNormal}(s)` with :math:`s` = ``value`` or
@@ -146,6 +167,8 @@ def factor_prior(
     scale: float | None = None,
     mean: np.ndarray | None = None,
     cov: np.ndarray | None = None,
+    noncentered: bool = False,
+    factor_mean: bool = True,
 ):
     r"""Latent factors of one side, ``name`` with dims ``(dim, "factor")``.
 
@@ -165,25 +188,34 @@ def factor_prior(
         are used as constants instead (a type-II plug-in).  The scalar
         ``scale_name`` is recorded as :math:`\sqrt{\mathrm{tr}\,\Lambda^{-1}/k}`
         (used only to draw factors of unseen ids, which then ignore :math:`m`
-        and the correlations).
+        and the correlations).  With ``factor_mean=False`` the hierarchical
+        mean is fixed at :math:`m = 0`: with biases in the model it only
+        duplicates them (:math:`m_U^\top V_j` is an item offset, :math:`U_i^\top
+        m_V` a user offset, :math:`m_U^\top m_V` the global mean), a ridge NUTS
+        cannot cross.
+
+    ``noncentered`` draws standard-normal ``{name}_z`` and sets ``name`` to
+    the scaled (and shifted) deterministic, see :func:`_normal`.
 
     Returns the factor tensor.
     """
     import pymc as pm
     import pytensor.tensor as pt
 
+    dims = (dim, "factor")
     if priors == "fixed":
         s = pm.Deterministic(scale_name, pm.math.constant(float(scale)))
-        return pm.Normal(name, 0.0, s, dims=(dim, "factor"))
+        return _normal(name, dims, s, noncentered)
     if priors == "adaptive":
         s = pm.HalfNormal(scale_name, sigma=1.0 if scale is None else float(scale))
-        return pm.Normal(name, 0.0, s, dims=(dim, "factor"))
+        return _normal(name, dims, s, noncentered)
     k = len(pm.modelcontext(None).coords["factor"])
     if mean is not None and cov is not None:
         chol = np.linalg.cholesky(np.asarray(cov, float))
         pm.Deterministic(scale_name, pm.math.constant(float(np.sqrt(np.trace(cov) / k))))
-        return pm.MvNormal(name, mu=np.asarray(mean, float), chol=chol, dims=(dim, "factor"))
-    m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor")
+        return _normal(name, dims, None, noncentered, mean=np.asarray(mean, float),
+                       chol=pm.math.constant(chol))
+    m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor") if factor_mean else pm.math.zeros(k)
     s0 = 0.5 if scale is None else float(scale)
     # an explicit initial value: PyMC's default (the LKJ support point) is
     # computed by a graph compiled with the C backend, slow and BLAS-bound
@@ -194,7 +226,7 @@ def factor_prior(
     chol = pm.math.expand_packed_triangular(k, packed, lower=True)
     # sds are the row norms of the Cholesky factor: tr(LL^T)/k = sum(L^2)/k
     pm.Deterministic(scale_name, pt.sqrt(pt.sum(chol**2) / k))
-    return pm.MvNormal(name, mu=m, chol=chol, dims=(dim, "factor"))
+    return _normal(name, dims, None, noncentered, mean=m if factor_mean else None, chol=chol)
 
 
 def constrained_user_factors(
@@ -225,13 +257,16 @@ def constrained_user_factors(
     return U
 
 
-def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float | None):
+def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float | None,
+               noncentered: bool = False):
     r"""Global mean :math:`\mu \sim N(\bar y, 1)` and offsets
     :math:`b_i \sim N(0, \sigma_b^2)`, :math:`c_j \sim N(0, \sigma_c^2)`.
 
     The bias scales are constants for ``"fixed"`` priors and
     :math:`\mathrm{HalfNormal}` (scale ``sigma_b``/``sigma_c`` or 1) otherwise:
     the offsets are plain exchangeable effects even under the BPMF prior.
+    ``noncentered``: the offsets are :math:`\sigma_b z_i` with free
+    :math:`z_i \sim N(0, 1)` (:func:`_normal`).
     Returns ``(mu, user_bias, item_bias)``.
     """
     import pymc as pm
@@ -244,7 +279,7 @@ def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float
             s = pm.Deterministic(sname, pm.math.constant(float(value)))
         else:
             s = pm.HalfNormal(sname, sigma=1.0 if value is None else float(value))
-        out.append(pm.Normal(name, 0.0, s, dims=dim))
+        out.append(_normal(name, dim, s, noncentered))
     return mu, out[0], out[1]
 
 
@@ -273,6 +308,8 @@ def build_model(
     factor_moments: dict | None = None,
     scale: tuple[float, float] | None = None,
     batch_size: int | None = None,
+    parametrization: Literal["centered", "noncentered"] = "centered",
+    factor_means: bool = True,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -306,6 +343,16 @@ def build_model(
     batch_size : int, optional
         Observe random minibatches of this many ratings (for ADVI), the
         likelihood rescaled by ``total_size``.  Not for sampling.
+    parametrization : {"centered", "noncentered"}
+        How factors and offsets depend on their scales (:func:`_normal`).
+        The two define the same model; ``"noncentered"`` is the geometry
+        NUTS samples well when the scales are learned.  Either way the
+        posterior holds ``U``, ``V``, ``user_bias``, ``item_bias``.
+    factor_means : bool
+        ``priors="bpmf"`` only: learn the hierarchical factor means
+        :math:`m_U, m_V`; ``False`` fixes them at 0, which removes the
+        mean rating's duplicate homes when ``biases=True``
+        (:func:`factor_prior`).
 
     Returns
     -------
@@ -317,6 +364,9 @@ def build_model(
 
     scale = ratings.scale if scale is None else tuple(scale)
     check_options(n_factors=n_factors, priors=priors, link=link, scale=scale)
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    noncentered = parametrization == "noncentered"
     if batch_size is not None and (int(batch_size) < 1 or int(batch_size) > len(ratings)):
         raise ValueError(f"batch_size must be in [1, {len(ratings)}], got {batch_size!r}")
     y = to_model_scale(ratings.rating, link, scale)
@@ -346,7 +396,8 @@ def build_model(
 
         def side_kw(value, key):
             mean, cov = moments.get(key, (None, None))
-            return {"priors": priors, "scale": value, "mean": mean, "cov": cov}
+            return {"priors": priors, "scale": value, "mean": mean, "cov": cov,
+                    "noncentered": noncentered, "factor_mean": bool(factor_means)}
 
         if constrained:
             U = constrained_user_factors(
@@ -358,7 +409,7 @@ def build_model(
             U = factor_prior("U", "user", scale_name="sigma_u", **side_kw(given["sigma_u"], "U"))
         V = factor_prior("V", "item", scale_name="sigma_v", **side_kw(given["sigma_v"], "V"))
         if biases:
-            mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"])
+            mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"], noncentered)
         else:
             mu = pm.Deterministic("mu", pm.math.constant(center))
         s = noise_scale(scale_priors, given["sigma"], float(np.std(y)) or 1.0)
@@ -376,6 +427,7 @@ def build_model(
     model.bayes_mf_spec = {
         "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
         "constrained": bool(constrained), "scale": scale, "center": center,
+        "parametrization": parametrization, "factor_means": bool(factor_means),
     }
     return model
 

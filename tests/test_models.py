@@ -178,3 +178,46 @@ def test_ids_label_coords():
     m = build_model(r, 1, priors="fixed")
     assert list(m.coords["user"]) == ["a", "b", "c"]
     assert list(m.coords["item"]) == ["x", "y"]
+
+
+@pytest.mark.parametrize("priors", ["adaptive", "bpmf"])
+def test_noncentred_model_is_the_centred_model(sim, priors):
+    """Same density up to the Jacobian of F = m + z L^T (per row log|det L|; s per entry)."""
+    r = sim.ratings
+    kw = {"priors": priors, "factor_means": priors == "bpmf"}
+    c = build_model(r, 2, **kw)
+    nc = build_model(r, 2, parametrization="noncentered", **kw)
+    assert {"U_z", "V_z", "user_bias_z", "item_bias_z"} <= free_names(nc)
+    assert not {"U", "V", "user_bias", "item_bias"} & free_names(nc)
+    rng = np.random.default_rng(0)
+    ip = nc.initial_point()
+    point_nc = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ip.items()}
+    # the centred point with the same values of every deterministic
+    fn = nc.compile_fn(nc.replace_rvs_by_values([nc[n] for n in ("U", "V", "user_bias", "item_bias")]),
+                       inputs=nc.value_vars, on_unused_input="ignore")
+    U, V, b, cb = fn(point_nc)
+    point_c = {k: v for k, v in point_nc.items() if not k.endswith("_z")}
+    point_c.update({"U": U, "V": V, "user_bias": b, "item_bias": cb})
+    diff = c.compile_logp()(point_c) - nc.compile_logp()(point_nc)
+    sb, sc = np.exp(point_nc["sigma_b_log__"]), np.exp(point_nc["sigma_c_log__"])
+    log_jac = r.n_users * np.log(sb) + r.n_items * np.log(sc)
+    if priors == "adaptive":
+        su, sv = np.exp(point_nc["sigma_u_log__"]), np.exp(point_nc["sigma_v_log__"])
+        log_jac += 2 * (r.n_users * np.log(su) + r.n_items * np.log(sv))
+    else:
+        for side, n in (("u", r.n_users), ("v", r.n_items)):
+            chol = nc.replace_rvs_by_values([pm.math.expand_packed_triangular(2, nc[f"chol_{side}"])])
+            L = nc.compile_fn(chol[0], inputs=nc.value_vars, on_unused_input="ignore")(point_nc)
+            log_jac += n * np.log(abs(np.linalg.det(L)))
+    np.testing.assert_allclose(diff, -log_jac, rtol=1e-9, atol=1e-8)
+
+
+def test_bpmf_factor_means_can_be_dropped(sim):
+    m = build_model(sim.ratings, 2, priors="bpmf", factor_means=False)
+    assert not {"mu_u", "mu_v"} & free_names(m)
+    assert {"mu_u", "mu_v"} <= free_names(build_model(sim.ratings, 2, priors="bpmf"))
+
+
+def test_bad_parametrization_is_named(sim):
+    with pytest.raises(ValueError, match="parametrization"):
+        build_model(sim.ratings, 2, parametrization="whitened")

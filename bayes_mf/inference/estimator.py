@@ -14,7 +14,7 @@ import numpy as np
 
 from ..base import BayesianEstimator
 from ..data import Ratings
-from ..models import check_options, model_name
+from ..models import PARAMETRIZATIONS, check_options, model_name
 from .advi import fit_advi
 from .gibbs import fit_gibbs
 from .map import fit_map
@@ -78,6 +78,18 @@ class PMF(BayesianEstimator):
         With ``method="gibbs"`` they are passed on to :class:`~bayes_mf.gibbs.GibbsPMF`.
     init : PMF, optional
         A fitted MAP ``PMF`` to start NUTS/ADVI from (else a MAP is run).
+    parametrization : {"noncentered", "centered"}
+        How NUTS sees the hierarchical factors and offsets: ``"noncentered"``
+        (default) samples standard-normal ``*_z`` variables scaled by their
+        learned scales, the geometry NUTS mixes on (no funnel); ``"centered"``
+        samples ``U``, ``V`` and the offsets directly.  Same model either way;
+        MAP and ADVI hold the scales fixed, where the two coincide.
+    factor_means : bool, optional
+        NUTS with ``priors="bpmf"``: learn the hierarchical factor means.
+        ``None`` (default): only without biases -- with biases the means
+        duplicate :math:`\mu` and the offsets (a ridge NUTS cannot cross),
+        so they are fixed at 0.  :class:`~bayes_mf.gibbs.GibbsPMF` keeps
+        them and moves along that ridge exactly instead.
     map_maxiter, map_ftol : int, float
         L-BFGS-B iteration limit and relative objective tolerance of MAP
         (the start is already near the mode; 1e-6 of a log density of ~1e5
@@ -132,6 +144,8 @@ class PMF(BayesianEstimator):
         sigma_b: float | None = None,
         sigma_c: float | None = None,
         init=None,
+        parametrization: str = "noncentered",
+        factor_means: bool | None = None,
         map_maxiter: int = 1000,
         map_ftol: float = 1e-6,
         em_iter: int = 25,
@@ -159,6 +173,8 @@ class PMF(BayesianEstimator):
         self.sigma_b = sigma_b
         self.sigma_c = sigma_c
         self.init = init
+        self.parametrization = parametrization
+        self.factor_means = factor_means
         self.map_maxiter = map_maxiter
         self.map_ftol = map_ftol
         self.em_iter = em_iter
@@ -189,6 +205,10 @@ class PMF(BayesianEstimator):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {v!r}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {self.parametrization!r}")
+        if self.factor_means not in (None, True, False):
+            raise ValueError(f"factor_means must be True, False or None, got {self.factor_means!r}")
         if self.batch_size is not None and self.method != "advi":
             raise ValueError("batch_size applies to method='advi' only")
         if self.init is not None and not (isinstance(self.init, PMF) and hasattr(self.init, "map_point_")):

@@ -34,6 +34,9 @@ def fit_nuts(est, r: Ratings) -> None:
     dispersed = {rv for rv in model.free_RVs if rv.name not in _FACTORS}
     if est.nuts_sampler == "nutpie":
         kw["compile_kwargs"] = {"jitter_rvs": dispersed}
+        # a low-rank correction to the diagonal mass matrix picks up the few strongly correlated
+        # directions left after non-centring (the scales against the offsets and factors)
+        kw["nuts"] = {"adaptation": "low_rank"}
     elif est.nuts_sampler == "pymc":
         kw["init"] = "adapt_diag"
         initvals = _jittered(initvals, {rv.name for rv in dispersed}, int(est.chains), est.random_seed)
@@ -53,7 +56,8 @@ def fit_nuts(est, r: Ratings) -> None:
         stats = normalise_sample_stats(dt["sample_stats"].to_dataset())
     attrs = {"nuts_sampler": est.nuts_sampler, "draws": int(est.draws), "tune": int(est.tune),
              "chains": int(est.chains), "target_accept": float(est.target_accept),
-             "init": "MAP factors, jittered scales, mean and biases per chain"}
+             "init": "MAP factors, jittered scales, mean and biases per chain",
+             "parametrization": est.parametrization}
     if "diverging" in stats:
         attrs["n_divergent"] = int(stats["diverging"].sum())
     est._store(post, r, method="nuts", sample_stats=stats, attrs=attrs)
@@ -64,8 +68,8 @@ def fit_nuts(est, r: Ratings) -> None:
     est.result_.attrs["converged"] = "n/a" if est.converged_ is None else str(est.converged_).lower()
 
 
-#: factor variables, started at the MAP point in every chain
-_FACTORS = {"U", "V", "Y", "W"}
+#: factor variables (centred or non-centred), started at the MAP point in every chain
+_FACTORS = {"U", "V", "Y", "W", "U_z", "V_z", "Y_z", "W_z"}
 
 
 def _jittered(point: dict, names: set, chains: int, seed) -> list:

@@ -54,17 +54,60 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
         kw["sigma_w"] = kw["sigma_u"]
     return build_model(r, int(est.n_factors), priors=est.priors, biases=est.biases,
                        link=est.link, constrained=est.constrained, scale=est._scale,
-                       batch_size=batch_size, **kw)
+                       batch_size=batch_size, parametrization=est.parametrization,
+                       factor_means=learn_factor_means(est), **kw)
+
+
+def learn_factor_means(est) -> bool:
+    """Whether the sampled BPMF model learns its factor means (``PMF.factor_means``)."""
+    return (not est.biases) if est.factor_means is None else bool(est.factor_means)
 
 
 def initvals(est, model) -> dict:
-    """``est.map_point_`` restricted to the free variables of ``model`` whose shapes match."""
+    """``est.map_point_`` restricted to the free variables of ``model`` whose shapes match.
+
+    For a non-centred model the standard-normal ``{name}_z`` start where they
+    reproduce the MAP's ``name`` under the start scales (``sigma_*``, or the
+    BPMF mean and Cholesky factor): :math:`z = (F - m) L^{-\top}`.
+    """
     free = {rv.name: rv for rv in model.free_RVs}
     ip = model.initial_point()
     out = {}
-    for name, value in est.map_point_.items():
+    point = dict(est.map_point_)
+    point.update(_whitened(point, free, model))
+    for name, value in point.items():
         if name in free:
             value = np.asarray(value, dtype=float)
             if np.shape(ip[model.rvs_to_values[free[name]].name]) == value.shape:
                 out[name] = value
+    return out
+
+
+#: non-centred variable -> (its deterministic, its scale, the BPMF mean and Cholesky names)
+_WHITENED = {
+    "U_z": ("U", "sigma_u", "mu_u", "chol_u"),
+    "Y_z": ("U", "sigma_y", "mu_y", "chol_y"),
+    "V_z": ("V", "sigma_v", "mu_v", "chol_v"),
+    "W_z": ("W", "sigma_w", "mu_w", "chol_w"),
+    "user_bias_z": ("user_bias", "sigma_b", None, None),
+    "item_bias_z": ("item_bias", "sigma_c", None, None),
+}
+
+
+def _whitened(point: dict, free: dict, model) -> dict:
+    """Start values of the non-centred ``*_z`` variables from a centred point."""
+    out = {}
+    for zname, (name, sname, mname, cname) in _WHITENED.items():
+        source = "Y" if zname == "Y_z" else name
+        if zname not in free or source not in point:
+            continue
+        value = np.asarray(point[source], dtype=float)
+        if cname in point and np.ndim(value) == 2:
+            k = value.shape[1]
+            L = np.zeros((k, k))
+            L[np.tril_indices(k)] = np.asarray(point[cname], dtype=float)
+            mean = np.asarray(point[mname], dtype=float) if mname in free else 0.0
+            out[zname] = np.linalg.solve(L, (value - mean).T).T
+        elif sname in point:
+            out[zname] = value / float(np.asarray(point[sname]))
     return out
