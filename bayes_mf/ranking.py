@@ -156,7 +156,8 @@ def top_n(estimator, users=None, n: int = 10, *, strategy: str = "mean", exclude
     rated = None
     if exclude_rated:
         uc, ic = np.asarray(estimator.train_user_codes_), np.asarray(estimator.train_item_codes_)
-        rated = sp.csr_matrix((np.ones(uc.size, dtype=bool), (uc, ic)), shape=(len(estimator.users_), n_items))
+        rated = sp.csr_matrix((np.ones(uc.size, dtype=bool), (uc, ic)),
+                              shape=(len(estimator.users_), n_items))
     clip = getattr(estimator, "clip", True) and estimator.scale_ is not None
     items = np.arange(n_items, dtype=np.int64)
     parts = []
@@ -165,8 +166,8 @@ def top_n(estimator, users=None, n: int = 10, *, strategy: str = "mean", exclude
         sd = None
         if d is None:
             # any point estimator: its own prediction of every (user, item) pair of the block
-            pairs_u = np.repeat(ub, n_items)
-            mean = estimator._predict_codes(pairs_u, np.tile(items, ub.size))["mean"].reshape(ub.size, n_items)
+            pred = estimator._predict_codes(np.repeat(ub, n_items), np.tile(items, ub.size))
+            mean = pred["mean"].reshape(ub.size, n_items)
             score = mean
         elif strategy == "thompson":
             mean = _to_rating(d, _eta_block(d, ub)).mean(axis=0)
@@ -181,7 +182,8 @@ def top_n(estimator, users=None, n: int = 10, *, strategy: str = "mean", exclude
             sub = rated[ub].tocoo()
             score[sub.row, sub.col] = -np.inf
         parts.append(_best(ub, score, mean, sd, int(n)))
-    out = pd.concat(parts, ignore_index=True) if parts else _best(codes, np.empty((0, n_items)), None, None, 1)
+    empty = _best(codes, np.empty((0, n_items)), None, None, 1)
+    out = pd.concat(parts, ignore_index=True) if parts else empty
     out["user"] = estimator.users_.to_numpy()[out["user"].to_numpy()]
     out["item"] = estimator.items_.to_numpy()[out["item"].to_numpy()]
     if clip:
