@@ -292,16 +292,18 @@ def top_n_intervals(recs: pd.DataFrame, *, interval: float | None = None, label_
     level = f"{100 * (0.9 if interval is None else interval):g} %"
     if {"lo", "hi"} <= set(r.columns) and r["lo"].notna().any():
         lo, hi = r["lo"].to_numpy(dtype=float), r["hi"].to_numpy(dtype=float)
-        ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="o", color="C0", ecolor="0.6", capsize=3,
-                    label=f"mean and {level} predictive interval")
+        ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="o", color="C0", ecolor="0.6", capsize=3)
+        what = f"predicted rating (stars): mean and {level} predictive interval"
     else:
-        ax.plot(mean, y, "o", color="C0", label="point estimate (no interval)")
+        ax.plot(mean, y, "o", color="C0")
+        what = "predicted rating (stars): point estimate, no interval"
     ax.set_yticks(y, [f"{k}. {t}" for k, t in zip(r["rank"], r[col].astype(str), strict=True)], fontsize=8)
     ax.invert_yaxis()
     strategy = recs.attrs.get("strategy")
     who = recs.attrs.get("user")
-    ax.set(xlabel="predicted rating (stars)",
+    who = who.item() if isinstance(who, np.generic) else who
+    # the axis label says what the bars are: a legend would sit on the top-ranked items
+    ax.set(xlabel=what,
            title=f"Top {len(r)}" + ("" if who is None else f" for user {who!r}")
            + ("" if strategy is None else f" (ranked by {strategy})"))
-    ax.legend(frameon=False, loc="lower left", fontsize=8)
     return ax

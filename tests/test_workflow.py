@@ -118,9 +118,10 @@ def test_plots_compose_into_one_figure(fits, sim_split):
     # the top-N plot lists the items in rank order, top to bottom, with their intervals
     labels = [t.get_text() for t in ax[2].get_yticklabels()]
     assert labels == [f"{k}. {i}" for k, i in zip(recs["rank"], recs["item"], strict=True)]
-    assert "ranked by ucb" in ax[2].get_title() and ax[2].get_xlabel() == "predicted rating (stars)"
+    assert "ranked by ucb" in ax[2].get_title() and f"for user {train.users[1]!r}" in ax[2].get_title()
+    assert ax[2].get_xlabel() == "predicted rating (stars): mean and 90 % predictive interval"
     point = plots.top_n_intervals(als.recommend(train.users[1], 3))
-    assert "point estimate (no interval)" in point.get_legend_handles_labels()[1]
+    assert "point estimate, no interval" in point.get_xlabel()
     with pytest.raises(ValueError, match="recs lack column"):
         plots.top_n_intervals(recs.drop(columns="mean"))
     plt.close("all")
