@@ -12,7 +12,7 @@ PyMC is imported only when a PyMC-based estimator is used, so that
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, evaluate
+from . import datasets, evaluate, ranking, splits
 from .als import ALS
 from .baselines import BiasBaseline, GlobalMean
 from .data import Ratings, RatingsError, UnseenIdsWarning, per_user_split, train_test_split
@@ -34,6 +34,8 @@ __all__ = [
     "datasets",
     "evaluate",
     "per_user_split",
+    "ranking",
+    "splits",
     "train_test_split",
 ]
 

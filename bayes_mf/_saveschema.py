@@ -60,6 +60,7 @@ SCALARS = {
     "sweep_seconds_": (_real, "a finite number"),
     "converged_": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "shrink_": (_real, "a finite number"),
+    "reg_": (_real, "a finite number"),
 }
 
 #: array fitted attributes (stored in arrays.npz): dtype kinds, shape in terms of the sizes below
@@ -81,7 +82,7 @@ _POINT = {"U_", "V_", "user_bias_", "item_bias_"}
 _SCHEMA = {
     "GlobalMean": (_COMMON, {"fit_seconds_"}),
     "BiasBaseline": (_COMMON | {"user_bias_", "item_bias_"}, {"fit_seconds_"}),
-    "ALS": (_COMMON | _POINT, {"fit_seconds_", "loss_curve_", "n_iter_", "train_rmse_"}),
+    "ALS": (_COMMON | _POINT, {"fit_seconds_", "loss_curve_", "n_iter_", "train_rmse_", "reg_"}),
     "GradientDescentMF": (_COMMON | _POINT, {"fit_seconds_", "loss_curve_", "n_iter_", "train_rmse_"}),
     "GibbsPMF": (_COMMON | {"U_mean_", "V_mean_"},
                  {"fit_seconds_", "compile_seconds_", "n_sweeps_", "sweep_seconds_", "converged_"}),

@@ -251,6 +251,9 @@ class RatingsEstimator(BaseEstimator):
         frame.attrs["clipped_to"] = tuple(self.scale_) if clip else None
         frame.attrs["n_unseen"] = n_unseen
         frame.attrs["unseen_policy"] = unseen
+        if self.is_bayesian:
+            # what lo/hi mean, for plots and reports that label them
+            frame.attrs["interval"] = float(kw.get("interval", 0.9))
         return frame
 
     def _encode(self, pairs, unseen):

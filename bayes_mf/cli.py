@@ -6,6 +6,7 @@ minute.  Examples::
 
     bayes-mf compare
     bayes-mf compare --data ml-100k --fold 1 --methods baseline,als,gd --json out.json
+    bayes-mf compare --data ml-100k --fold all --methods baseline,als --predictions preds.csv
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default="synthetic",
                    help="'synthetic' (default, built in), 'ml-100k', 'ml-1m' or a CSV/TSV path "
                         "with user,item,rating columns")
-    c.add_argument("--fold", type=int, default=None, help="canonical MovieLens 100K fold 1-5 (default 1)")
+    c.add_argument("--fold", default=None,
+                   help="canonical MovieLens 100K fold 1-5 (default 1), or 'all': every fold (u1-u5 for "
+                        "ml-100k, a seeded 5-fold partition of any other data), per-fold rows plus the mean")
     c.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
                         "known: mean, baseline, als, gd, map, advi, nuts, gibbs, gibbs-implicit")
@@ -38,8 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--interval", type=float, default=0.9, help="interval probability (default 0.9)")
     c.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     c.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="write results.json, report.md and the figures (PNG) into DIR; files an earlier "
-                        "run wrote there (listed in DIR/.bayes_mf-outputs.json) are replaced, others kept")
+                   help="write results.json, report.md and the figures (PNG) into DIR (with --fold all: "
+                        "into DIR/<fold>); files an earlier run wrote there (listed in "
+                        "DIR/.bayes_mf-outputs.json) are replaced, others kept")
+    c.add_argument("--predictions", type=Path, default=None, metavar="FILE.csv",
+                   help="write every test pair's prediction: [fold,] user, item, rating, method, mean, sd, "
+                        "lo, hi (central --interval predictive interval; empty sd/lo/hi for point estimates)")
     _csv_options(c)
     _sampler_options(c)
 
@@ -122,9 +129,15 @@ def _compare(args) -> int:
     if args.rank < 1:
         print(f"bayes-mf: --rank must be >= 1, got {args.rank}", file=sys.stderr)
         return 2
-    if args.fold is not None and args.data not in ("ml-100k", "100k", "movielens"):
-        print("bayes-mf: --fold applies only to --data ml-100k", file=sys.stderr)
-        return 2
+    if args.fold is not None and args.fold != "all":
+        if args.data not in ("ml-100k", "100k", "movielens"):
+            print("bayes-mf: --fold applies only to --data ml-100k (or --fold all, for any data)",
+                  file=sys.stderr)
+            return 2
+        if args.fold not in ("1", "2", "3", "4", "5"):
+            print(f"bayes-mf: --fold must be 1-5 or all, got {args.fold!r}", file=sys.stderr)
+            return 2
+        args.fold = int(args.fold)
     if not 0 < args.interval < 1:
         print(f"bayes-mf: --interval must be in (0, 1), got {args.interval}", file=sys.stderr)
         return 2
@@ -134,7 +147,11 @@ def _compare(args) -> int:
         check_writable_file(args.json, "--json")
     if args.out:
         check_writable_dir(args.out, "--out")
+    if args.predictions:
+        check_writable_file(args.predictions, "--predictions")
     _check_data_path(args.data)
+    if args.fold == "all":
+        return _compare_all(args, methods, sampling)
     train, test, desc = load_data(args.data, fold=args.fold, test_size=args.test_size, random_seed=args.seed,
                                   csv_kw=_csv_kw(args))
     from .base import _clip_scale
@@ -162,6 +179,54 @@ def _compare(args) -> int:
     if args.out:
         written = write_report(comp, args.out, data_desc=desc, data=args.data, fold=fold, extra=extra)
         print(f"wrote {len(written)} files to {args.out}: " + ", ".join(sorted(written)))
+    if args.predictions:
+        from .compare import predictions_table
+
+        _write_predictions(args.predictions, predictions_table(comp))
+    return 0
+
+
+def _write_predictions(path: Path, table) -> None:
+    from ._files import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, table.to_csv(index=False))
+    print(f"wrote {path} ({len(table)} predictions)")
+
+
+def _compare_all(args, methods, sampling) -> int:
+    """``compare --fold all``: the same run on every fold, per-fold rows plus each method's mean."""
+    import pandas as pd
+
+    from ._files import atomic_write_text
+    from .compare import fold_summary, format_folds, load_folds, predictions_table, run, to_json, write_report
+
+    folds = load_folds(args.data, random_seed=args.seed, csv_kw=_csv_kw(args))
+    print(f"data: {args.data}, {len(folds)} folds ({', '.join(f[0] for f in folds)}); rank {args.rank}, "
+          f"seed {args.seed}", flush=True)
+    tables, preds = {}, []
+    for label, train, test, desc in folds:
+        print(f"fold {label}: {desc}; train {len(train)}, test {len(test)}", file=sys.stderr, flush=True)
+        comp = run(train, test, methods, n_factors=args.rank, random_seed=args.seed, interval=args.interval,
+                   progress=lambda s: print("  " + s, file=sys.stderr, flush=True), sampling=sampling)
+        tables[label] = comp.table
+        if args.predictions:
+            preds.append(predictions_table(comp, fold=label))
+        if args.out:
+            extra = {"rank": args.rank, "seed": args.seed, "interval": args.interval, "description": desc}
+            write_report(comp, args.out / label, data_desc=desc, data=args.data, fold=label, extra=extra)
+    summary = fold_summary(tables)
+    print(format_folds(summary, args.interval))
+    print("mean: the average over folds of each column (n_test: their sum); conv: every fold converged")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"rank": args.rank, "seed": args.seed, "interval": args.interval, "folds": list(tables)}
+        atomic_write_text(args.json, to_json(summary, data=args.data, fold="all", extra=extra))
+        print(f"wrote {args.json}")
+    if args.out:
+        print(f"wrote a report per fold into {args.out}/<fold>: " + ", ".join(tables))
+    if args.predictions:
+        _write_predictions(args.predictions, pd.concat(preds, ignore_index=True))
     return 0
 
 

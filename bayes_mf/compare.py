@@ -21,7 +21,7 @@ from .data import Ratings, UnseenIdsWarning
 from .evaluate import coverage, score
 
 __all__ = ["METHODS", "Comparison", "make_estimator", "run", "compare", "format_table", "load_data",
-           "write_report"]
+           "load_folds", "fold_summary", "format_folds", "predictions_table", "write_report"]
 
 
 def _pmf(method: str) -> Callable:
@@ -153,6 +153,39 @@ def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: fl
     return train, test, f"{data}, random {test_size:.0%} hold-out (seed {random_seed})"
 
 
+def load_folds(data: str = "synthetic", *, k: int = 5, random_seed=0, csv_kw: dict | None = None):
+    """Every fold of ``--fold all``: a list of ``(label, train, test, description)``.
+
+    MovieLens 100K gives its five canonical folds ``u1..u5``; any other data
+    (synthetic, ML-1M, a file) a seeded ``k``-fold partition
+    (:func:`bayes_mf.splits.kfold_splits`), labelled ``f1..fk``, in which
+    every rating is a test rating exactly once.
+    """
+    import warnings
+
+    from . import datasets
+    from .splits import kfold_splits
+
+    if data in ("ml-100k", "100k", "movielens"):
+        return [(f"u{f}", *datasets.movielens_fold("100k", f), f"MovieLens 100K fold u{f}")
+                for f in range(1, 6)]
+    if data == "synthetic":
+        ratings, name = default_synthetic(random_seed).ratings, "synthetic"
+    elif data in ("ml-1m", "1m"):
+        ratings, name = datasets.load_movielens("1m"), "MovieLens 1M"
+    else:
+        ratings, name = Ratings.from_csv(data, **(csv_kw or {})), str(data)
+    out = []
+    with warnings.catch_warnings():
+        # unseen test rows are kept, predicted from the prior, and counted in the table
+        warnings.simplefilter("ignore", UnseenIdsWarning)
+        for train, test in kfold_splits(ratings, k, random_seed=random_seed, unseen="prior"):
+            f = train.meta["fold"] + 1
+            out.append((f"f{f}", train, test, f"{name}, fold {f} of a seeded {k}-fold partition "
+                                              f"(seed {random_seed})"))
+    return out
+
+
 def default_synthetic(random_seed=0):
     """The built-in default data set: ratings drawn from a biased PMF."""
     from .datasets import simulate_pmf
@@ -233,6 +266,65 @@ def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline",
             **kw) -> pd.DataFrame:
     """The table of :func:`run` alone."""
     return run(train, test, methods, **kw).table
+
+
+#: columns averaged over folds by :func:`fold_summary`
+_MEAN_COLUMNS = ("rmse", "mae", "coverage", "coverage50", "lpd", "fit_seconds", "rhat_max", "ess_min")
+
+
+def fold_summary(tables: dict) -> pd.DataFrame:
+    """One table of per-fold rows (``fold`` column) and, per method, a ``fold="mean"`` row.
+
+    ``tables`` maps a fold label to the table :func:`run` made on it.  The mean
+    row averages :data:`_MEAN_COLUMNS` over the folds (``nan`` where a method
+    has none, e.g. a point estimate's coverage), sums ``n_test`` and
+    ``n_unseen``, and says ``converged`` only when every fold converged.
+    """
+    rows = pd.concat([t.assign(fold=label) for label, t in tables.items()], ignore_index=True)
+    means = []
+    for method, g in rows.groupby("method", sort=False):
+        m = {"fold": "mean", "method": method, "kind": g["kind"].iloc[0]}
+        m.update({c: float(g[c].astype(float).mean()) for c in _MEAN_COLUMNS if c in g})
+        conv = g["converged"].tolist()
+        m["converged"] = None if any(v is None for v in conv) else bool(all(conv))
+        m.update(n_train=int(g["n_train"].sum()), n_test=int(g["n_test"].sum()),
+                 n_unseen=int(g["n_unseen"].sum()), draws_total=int(g["draws_total"].sum()))
+        means.append(m)
+    out = pd.concat([rows, pd.DataFrame(means)], ignore_index=True)
+    return out[["fold"] + [c for c in out.columns if c != "fold"]]
+
+
+def format_folds(summary: pd.DataFrame, interval: float = 0.9) -> str:
+    """Plain-text table of :func:`fold_summary`: per-fold rows, then each method's mean."""
+    cov = f"cov{int(round(interval * 100))}"
+    lines = [f"{'fold':<5} {'method':<14} {'rmse':>7} {'mae':>7} {'cov50':>6} {cov:>6} {'lpd':>7} "
+             f"{'fit_s':>8} {'conv':>4} {'n_test':>7}"]
+    for r in summary.itertuples():
+        lines.append(f"{r.fold:<5} {r.method:<14} {r.rmse:7.4f} {r.mae:7.4f} {_fmt(r.coverage50, '.3f'):>6} "
+                     f"{_fmt(r.coverage, '.3f'):>6} {_fmt(r.lpd, '.3f'):>7} {r.fit_seconds:8.2f} "
+                     f"{_yes(r.converged):>4} {r.n_test:7d}")
+    return "\n".join(lines)
+
+
+def predictions_table(comp: Comparison, fold=None) -> pd.DataFrame:
+    """Every method's test predictions in one long table (the ``--predictions`` file).
+
+    Columns ``[fold,] user, item, rating, method, mean, sd, lo, hi``; a point
+    estimate's ``sd``, ``lo``, ``hi`` are empty (it has no spread), and
+    ``lo``/``hi`` bound the central ``comp.interval`` predictive interval.
+    """
+    parts = []
+    for method, pred in comp.predictions.items():
+        part = pd.DataFrame({"user": pred["user"].to_numpy(), "item": pred["item"].to_numpy(),
+                             "rating": pred["rating"].to_numpy() if "rating" in pred else float("nan"),
+                             "method": method})
+        for col in ("mean", "sd", "lo", "hi"):
+            part[col] = pred[col].to_numpy() if col in pred else float("nan")
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    if fold is not None:
+        out.insert(0, "fold", fold)
+    return out
 
 
 def _sampler_summary(est, posterior: bool) -> dict:

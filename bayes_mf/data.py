@@ -324,9 +324,13 @@ class Ratings:
 
         With ``compact=True`` users and items left without ratings are removed
         from the id maps (codes are renumbered); otherwise the maps are kept.
+        Per-rating arrays in ``meta`` (e.g. ``"timestamp"``) are subset with the rows.
         """
         sel = np.asarray(mask_or_index)
         user, item, rating = self.user[sel], self.item[sel], self.rating[sel]
+        # a per-rating array left whole would silently pair the wrong timestamp with a rating
+        meta = {k: (v[sel] if isinstance(v, np.ndarray) and v.shape[:1] == (len(self),) else v)
+                for k, v in self.meta.items()}
         users, items = self.users, self.items
         if compact:
             ukeep = np.unique(user)
@@ -334,7 +338,7 @@ class Ratings:
             user = np.searchsorted(ukeep, user).astype(np.int32)
             item = np.searchsorted(ikeep, item).astype(np.int32)
             users, items = users[ukeep], items[ikeep]
-        return Ratings(user, item, rating, users, items, self.scale, self.names, dict(self.meta))
+        return Ratings(user, item, rating, users, items, self.scale, self.names, meta)
 
 
 def encode_pairs(pairs, users: pd.Index, items: pd.Index, *, names=("user", "item")):

@@ -65,6 +65,7 @@ def _markdown_table(table: pd.DataFrame, interval: float) -> str:
 def _write_figures(comp: Comparison, out, post: list, dpi: int) -> tuple[dict, list, dict]:
     """The PNG figures of :func:`write_report`; returns (written, skipped, methods by activity)."""
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from . import plots
     from .evaluate import coverage_curve
@@ -75,10 +76,12 @@ def _write_figures(comp: Comparison, out, post: list, dpi: int) -> tuple[dict, l
 
     def save(name, make):
         try:
-            fig = make()
+            drawn = make()
         except Exception as exc:  # noqa: BLE001 - a failed figure must not lose the report
             skipped.append(f"{name}: {type(exc).__name__}: {exc}")
             return
+        # single-panel plots return their Axes, multi-panel ones their Figure
+        fig = drawn if isinstance(drawn, Figure) else drawn.figure
         path = out / f"{name}.png"
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".png")
         os.close(fd)

@@ -6,6 +6,7 @@ so the times compare with single-threaded peers.
 
     python benchmarks/bench_point.py                 # all folds, rank 10
     python benchmarks/bench_point.py --folds 1 --repeats 5
+    python benchmarks/bench_point.py --methods als-20,als-auto --repeats 1
 
 Bars (issue 2): biased ALS u1 RMSE <= 0.930, u1-u5 mean <= 0.920,
 20 sweeps <= 1.5 s.  Predictions are clipped to [1, 5] for every method.
@@ -33,17 +34,26 @@ def main():
     ap.add_argument("--rank", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats (median reported)")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     args = ap.parse_args()
     folds = [int(f) for f in args.folds.split(",")]
     methods = {
         "global-mean": lambda: bmf.GlobalMean(),
         "biases": lambda: bmf.BiasBaseline(),
-        "als-20": lambda: bmf.ALS(args.rank, max_iter=20, tol=0, random_seed=args.seed),
-        "als-unbiased": lambda: bmf.ALS(args.rank, biases=False, max_iter=20, tol=0, random_seed=args.seed),
+        # lambda = 14 is the value the former fixed default took (chosen on u1.base); als-auto validates it
+        "als-20": lambda: bmf.ALS(args.rank, reg=14.0, max_iter=20, tol=0, random_seed=args.seed),
+        "als-auto": lambda: bmf.ALS(args.rank, max_iter=20, tol=0, random_seed=args.seed),
+        "als-unbiased": lambda: bmf.ALS(args.rank, reg=14.0, biases=False, max_iter=20, tol=0,
+                                        random_seed=args.seed),
         "als-weighted": lambda: bmf.ALS(args.rank, reg=0.12, reg_bias=0.05, regularization="weighted",
                                         max_iter=20, tol=0, random_seed=args.seed),
         "gd": lambda: bmf.GradientDescentMF(args.rank, random_seed=args.seed),
     }
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(methods)
+        if unknown:
+            ap.error(f"unknown method(s) {sorted(unknown)}; choose from {sorted(methods)}")
+        methods = {m: methods[m] for m in args.methods.split(",")}
     print(f"MovieLens 100K, rank {args.rank}, seed {args.seed}, one thread, predictions clipped to [1, 5]")
     print(f"{'method':<14} {'fold':>4} {'fit_s(med)':>10} {'iters':>5} {'rmse':>7} {'mae':>7}")
     summary = {m: {"rmse": [], "time": []} for m in methods}

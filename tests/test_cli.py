@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from bayes_mf.cli import main
@@ -93,3 +94,50 @@ def test_compare_sampler_options_and_convergence_fields(tmp_path, capsys):
 def test_sampler_options_checked_before_fitting(args, msg, capsys):
     assert main(["compare", "--methods", "gibbs", *args]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_compare_fold_all_reports_every_fold_and_the_mean(tmp_path, sim_small, capsys):
+    data = tmp_path / "r.csv"
+    sim_small.ratings.to_frame().to_csv(data, index=False)
+    js, preds = tmp_path / "all.json", tmp_path / "out" / "preds.csv"
+    assert main(["compare", "--data", str(data), "--fold", "all", "--methods", "baseline,als", "--rank", "2",
+                 "--json", str(js), "--predictions", str(preds)]) == 0
+    out = capsys.readouterr().out
+    assert "f5" in out and "mean  als" in out
+    doc = json.loads(js.read_text())
+    assert doc["fold"] == "all" and doc["folds"] == ["f1", "f2", "f3", "f4", "f5"]
+    rows = pd.DataFrame(doc["results"])
+    assert len(rows) == 12  # 5 folds x 2 methods + 2 means
+    als = rows[rows.method == "als"].set_index("fold")
+    assert als.loc["mean", "rmse"] == pytest.approx(als.drop("mean")["rmse"].mean())
+    assert als.loc["mean", "n_test"] == len(sim_small.ratings)
+    table = pd.read_csv(preds)
+    assert list(table.columns) == ["fold", "user", "item", "rating", "method", "mean", "sd", "lo", "hi"]
+    # k-fold: every rating is predicted exactly once by each method
+    for _, g in table.groupby("method"):
+        assert len(g) == len(sim_small.ratings) and not g.duplicated(["user", "item"]).any()
+    assert table["sd"].isna().all()  # point estimates have no spread
+    assert not list(tmp_path.joinpath("out").glob(".*"))  # no temporary file left behind
+
+
+def test_compare_predictions_carry_posterior_intervals(tmp_path, sim_small, capsys):
+    data, preds = tmp_path / "r.csv", tmp_path / "p.csv"
+    sim_small.ratings.to_frame().to_csv(data, index=False)
+    assert main(["compare", "--data", str(data), "--methods", "als,gibbs", "--rank", "2", "--draws", "40",
+                 "--tune", "40", "--interval", "0.8", "--predictions", str(preds)]) == 0
+    table = pd.read_csv(preds)
+    assert list(table.columns) == ["user", "item", "rating", "method", "mean", "sd", "lo", "hi"]
+    g = table[table.method == "gibbs"]
+    assert (g["sd"] > 0).all() and (g["lo"] <= g["mean"]).all() and (g["mean"] <= g["hi"]).all()
+    assert 0.7 < ((g["rating"] >= g["lo"]) & (g["rating"] <= g["hi"])).mean() < 0.9
+    assert table.loc[table.method == "als", ["sd", "lo", "hi"]].isna().all().all()
+
+
+def test_compare_fold_and_predictions_errors(tmp_path, capsys):
+    assert main(["compare", "--data", "ml-100k", "--fold", "7"]) == 2
+    assert "--fold must be 1-5 or all" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    # checked before any fit: the error comes without a fitted method's progress line
+    assert main(["compare", "--predictions", str(tmp_path / "file" / "p.csv"), "--methods", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "--predictions" in err and "baseline: rmse" not in err

@@ -132,6 +132,7 @@ def test_point_estimates_ignore_interval_options_but_reject_typos(sim_split):
 
 
 @pytest.mark.parametrize("kw, match", [({"reg": 0}, "reg must be"), ({"reg": None}, "reg must be"),
+                                       ({"reg": "best"}, "reg must be a number > 0 or 'auto'"),
                                        ({"n_factors": "a"}, "n_factors"), ({"max_iter": 0}, "max_iter")])
 def test_als_parameter_errors_name_the_argument(sim_split, kw, match):
     train, _ = sim_split
@@ -146,3 +147,38 @@ def test_unseen_count_is_taken_before_dropping(sim_split):
         pred = m.predict(pd.DataFrame({"user": [train.users[0], -5], "item": [train.items[0]] * 2}),
                          unseen="drop")
     assert len(pred) == 1 and pred.attrs["n_unseen"] == 1
+
+
+def test_als_reg_auto_validates_and_beats_the_fixed_movielens_value():
+    # the built-in demo data: noise sd 0.8, factor sd 0.6 -- a lambda of 14 shrinks every factor away
+    from bayes_mf.compare import default_synthetic
+
+    sim = default_synthetic(0)
+    train, test = bmf.train_test_split(sim.ratings, 0.2, random_seed=0, unseen="drop")
+    base = -bmf.BiasBaseline().fit(train).score(test)
+    fixed = bmf.ALS(5, reg=14.0).fit(train)
+    auto = bmf.ALS(5).fit(train)
+    assert auto.reg == "auto" and fixed.reg_ == 14.0 and fixed.reg_path_ is None
+    assert -fixed.score(test) > base - 0.03          # the collapse the default used to have
+    assert -auto.score(test) < base - 0.08           # validation finds factors worth having
+    path = auto.reg_path_
+    assert auto.reg_ in set(path["reg"]) and len(path) == 9
+    assert path.loc[path["reg"] == auto.reg_, "val_rmse"].item() == path["val_rmse"].min()
+    # seeded: the same seed gives the same lambda and the same predictions
+    again = bmf.ALS(5).fit(train)
+    assert again.reg_ == auto.reg_ and np.array_equal(again.predict(test)["mean"], auto.predict(test)["mean"])
+
+
+def test_als_explicit_reg_is_used_exactly(sim_split):
+    train, test = sim_split
+    a = bmf.ALS(2, reg=3.0, reg_bias=2.0, random_seed=4).fit(train)
+    assert a.reg_ == 3.0 and a.reg_path_ is None
+    b = bmf.ALS(2, reg=bmf.als.AUTO_GRID["plain"][3], reg_bias=2.0, random_seed=4).fit(train)
+    assert b.reg_ == 2.0 and not np.allclose(a.U_, b.U_)
+
+
+def test_als_reg_auto_on_tiny_data_uses_the_fallback():
+    frame = pd.DataFrame({"user": [0, 0, 1, 1, 2], "item": [0, 1, 0, 2, 1], "rating": [1.0, 2, 3, 4, 5]})
+    with pytest.warns(bmf.base.DataSupportWarning):
+        m = bmf.ALS(1).fit(frame)
+    assert m.reg_ == bmf.als.AUTO_FALLBACK["plain"] and m.reg_path_.empty

@@ -15,6 +15,9 @@ from bayes_mf.compare import run, write_report
 from bayes_mf.data import UnseenIdsWarning
 
 matplotlib.use("Agg")
+import matplotlib.axes  # noqa: E402
+import matplotlib.figure  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,24 +77,54 @@ def test_calibration_curve_and_activity_table(fits, sim_split):
     assert tab["n"].sum() == len(test) and {"als", "gibbs"} <= set(tab.columns)
 
 
-def test_every_plot_returns_a_figure(fits, sim_split):
+def test_every_plot_returns_what_it_drew_on(fits, sim_split):
     gibbs, als = fits
     train, test = sim_split
-    pg, pa = gibbs.predict(test), als.predict(test)
-    figs = [
+    pg, pa = gibbs.predict(test, interval=0.8), als.predict(test)
+    axes = [
         plots.posterior_vs_point(pg, pa, train),
-        plots.interval_width_vs_activity(pg, train),
         plots.calibration({"gibbs": evaluate.coverage_curve(gibbs, test)}),
         plots.ppc_ratings(gibbs, test),
         plots.rmse_by_activity({"als": pa, "gibbs": pg}, train),
-        plots.rank_plot(gibbs.result_),
-        plots.trace_plot(gibbs.result_),
+        plots.top_n_intervals(gibbs.recommend(train.users[0], 5)),
     ]
+    assert all(isinstance(a, matplotlib.axes.Axes) and a.has_data() for a in axes)
+    figs = [plots.interval_width_vs_activity(pg, train), plots.rank_plot(gibbs.result_),
+            plots.trace_plot(gibbs.result_)]
     assert all(isinstance(f, matplotlib.figure.Figure) and f.axes for f in figs)
+    # labels say what is plotted: the interval level predict used, the units
+    assert "80 % predictive interval" in axes[0].get_legend_handles_labels()[1]
+    assert "(stars)" in axes[0].get_xlabel() and "80 % interval" in figs[0].axes[0].get_ylabel()
     with pytest.raises(ValueError, match="no intervals"):
         plots.interval_width_vs_activity(pa, train)
     with pytest.raises(ValueError, match="energy"):
         plots.energy_plot(gibbs.result_)
+    plt.close("all")
+
+
+def test_plots_compose_into_one_figure(fits, sim_split):
+    gibbs, als = fits
+    train, test = sim_split
+    pg, pa = gibbs.predict(test), als.predict(test)
+    fig = plt.figure(figsize=(12, 8), layout="constrained")
+    top, bottom = fig.subfigures(2, 1)
+    ax = top.subplots(1, 3)
+    assert plots.posterior_vs_point(pg, pa, train, ax=ax[0]) is ax[0]
+    assert plots.calibration({"gibbs": evaluate.coverage_curve(gibbs, test)}, ax=ax[1]) is ax[1]
+    recs = gibbs.recommend(train.users[1], 4, strategy="ucb")
+    assert plots.top_n_intervals(recs, ax=ax[2]) is ax[2]
+    assert plots.interval_width_vs_activity(pg, train, fig=bottom) is bottom
+    assert len(fig.axes) == 3 + 1 + 2  # three panels, a colour bar, two width panels
+    # the top-N plot lists the items in rank order, top to bottom, with their intervals
+    labels = [t.get_text() for t in ax[2].get_yticklabels()]
+    assert labels == [f"{k}. {i}" for k, i in zip(recs["rank"], recs["item"], strict=True)]
+    assert "ranked by ucb" in ax[2].get_title() and f"for user {train.users[1]!r}" in ax[2].get_title()
+    assert ax[2].get_xlabel() == "predicted rating (stars): mean and 90 % predictive interval"
+    point = plots.top_n_intervals(als.recommend(train.users[1], 3))
+    assert "point estimate, no interval" in point.get_xlabel()
+    with pytest.raises(ValueError, match="recs lack column"):
+        plots.top_n_intervals(recs.drop(columns="mean"))
+    plt.close("all")
 
 
 @pytest.mark.parametrize("strategy", ["mean", "ucb", "thompson"])
