@@ -139,7 +139,7 @@ def convergence_table(posterior, var_names=None, *, rhat_max: float = 1.01,
     The samplers call this on their draws while they run, before a result
     exists; it refuses nothing and warns about nothing.
     """
-    import arviz as az
+    from ._mcmc_stats import diagnose
 
     n_chain, n_draw = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     names = [v for v in (var_names or IDENTIFIABLE) if v in posterior]
@@ -150,24 +150,19 @@ def convergence_table(posterior, var_names=None, *, rhat_max: float = 1.01,
     if not names:
         return pd.DataFrame(columns=["size", "rhat_max", "ess_bulk_min", "ess_tail_min", "mcse_mean_max",
                                      "ok"], index=pd.Index([], name="variable"))
-    ds = posterior[names]
-    rhat = az.rhat(ds)
-    ess_b = az.ess(ds, method="bulk")
-    ess_t = az.ess(ds, method="tail")
-    mcse = az.mcse(ds, method="mean")
-
-    def red(res, name, fn):
-        return float(fn(np.asarray(res[name])))
-
+    # ArviZ's estimators, vectorised over all quantities (the same numbers, ~5x faster: this runs
+    # after every round of a run-until-converged fit)
     rows = []
     for n in names:
+        a = np.asarray(posterior[n].transpose("chain", "draw", ...), dtype=float).reshape(n_chain, n_draw, -1)
+        d = diagnose(a)
         rows.append({
             "variable": n,
-            "size": int(np.asarray(ds[n]).size // (n_chain * n_draw)),
-            "rhat_max": red(rhat, n, np.nanmax),
-            "ess_bulk_min": red(ess_b, n, np.nanmin),
-            "ess_tail_min": red(ess_t, n, np.nanmin),
-            "mcse_mean_max": red(mcse, n, np.nanmax),
+            "size": int(a.shape[2]),
+            "rhat_max": float(np.nanmax(d["rhat"])),
+            "ess_bulk_min": float(np.nanmin(d["ess_bulk"])),
+            "ess_tail_min": float(np.nanmin(d["ess_tail"])),
+            "mcse_mean_max": float(np.nanmax(d["mcse_mean"])),
         })
     table = pd.DataFrame(rows).set_index("variable")
     table["ok"] = (table["rhat_max"] <= rhat_max) & (table["ess_bulk_min"] >= ess_min) & (

@@ -266,12 +266,19 @@ def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float
     :math:`\mathrm{HalfNormal}` (scale ``sigma_b``/``sigma_c`` or 1) otherwise:
     the offsets are plain exchangeable effects even under the BPMF prior.
     ``noncentered``: the offsets are :math:`\sigma_b z_i` with free
-    :math:`z_i \sim N(0, 1)` (:func:`_normal`).
+    :math:`z_i \sim N(0, 1)` (:func:`_normal`), and the free mean is the
+    total offset :math:`\mu' = \mu + \bar b + \bar c`, with ``mu`` the
+    deterministic :math:`\mu' - \bar b - \bar c`.  The shear has unit
+    Jacobian and :math:`\mu' \mid z \sim N(\bar y + \bar b + \bar c, 1)`,
+    so the model is unchanged; but the mean rating now has one home in the
+    sampler's coordinates instead of a ridge between :math:`\mu` and the
+    thousands of :math:`z_i`, which NUTS crosses slowly.
     Returns ``(mu, user_bias, item_bias)``.
     """
     import pymc as pm
 
-    mu = pm.Normal("mu", mu=float(center), sigma=1.0)
+    if not noncentered:
+        mu = pm.Normal("mu", mu=float(center), sigma=1.0)
     out = []
     for name, sname, dim, value in (("user_bias", "sigma_b", "user", sigma_b),
                                     ("item_bias", "sigma_c", "item", sigma_c)):
@@ -280,6 +287,10 @@ def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float
         else:
             s = pm.HalfNormal(sname, sigma=1.0 if value is None else float(value))
         out.append(_normal(name, dim, s, noncentered))
+    if noncentered:
+        shift = out[0].mean() + out[1].mean()
+        total = pm.Normal("mu_total", mu=float(center) + shift, sigma=1.0)
+        mu = pm.Deterministic("mu", total - shift)
     return mu, out[0], out[1]
 
 

@@ -79,6 +79,7 @@ def main(argv=None) -> int:
                f"{min(health.get('bfmi', [np.nan])):>7.2f}{float(health.get('mean_tree_depth', np.nan)):>7.1f}"
                f"{s['rmse']:>8.4f}{s['coverage']:>7.3f}  {worst}")
         rows.append(row)
+        print(tab.round(3).to_string(), flush=True)
         print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
         print(row, flush=True)
     print()

@@ -182,22 +182,23 @@ def test_ids_label_coords():
 
 @pytest.mark.parametrize("priors", ["adaptive", "bpmf"])
 def test_noncentred_model_is_the_centred_model(sim, priors):
-    """Same density up to the Jacobian of F = m + z L^T (per row log|det L|; s per entry)."""
+    """Same density up to the Jacobian of F = m + z L^T (per row log|det L|; s per entry); the
+    shear mu' = mu + mean(b) + mean(c) has unit Jacobian."""
     r = sim.ratings
     kw = {"priors": priors, "factor_means": priors == "bpmf"}
     c = build_model(r, 2, **kw)
     nc = build_model(r, 2, parametrization="noncentered", **kw)
     assert {"U_z", "V_z", "user_bias_z", "item_bias_z"} <= free_names(nc)
-    assert not {"U", "V", "user_bias", "item_bias"} & free_names(nc)
+    assert not {"U", "V", "user_bias", "item_bias", "mu"} & free_names(nc)
     rng = np.random.default_rng(0)
     ip = nc.initial_point()
     point_nc = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ip.items()}
     # the centred point with the same values of every deterministic
-    fn = nc.compile_fn(nc.replace_rvs_by_values([nc[n] for n in ("U", "V", "user_bias", "item_bias")]),
-                       inputs=nc.value_vars, on_unused_input="ignore")
-    U, V, b, cb = fn(point_nc)
-    point_c = {k: v for k, v in point_nc.items() if not k.endswith("_z")}
-    point_c.update({"U": U, "V": V, "user_bias": b, "item_bias": cb})
+    names = ("U", "V", "user_bias", "item_bias", "mu")
+    fn = nc.compile_fn(nc.replace_rvs_by_values([nc[n] for n in names]), inputs=nc.value_vars,
+                       on_unused_input="ignore")
+    point_c = {k: v for k, v in point_nc.items() if not k.endswith("_z") and k != "mu_total"}
+    point_c.update(dict(zip(names, fn(point_nc), strict=True)))
     diff = c.compile_logp()(point_c) - nc.compile_logp()(point_nc)
     sb, sc = np.exp(point_nc["sigma_b_log__"]), np.exp(point_nc["sigma_c_log__"])
     log_jac = r.n_users * np.log(sb) + r.n_items * np.log(sc)

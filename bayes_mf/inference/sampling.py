@@ -110,4 +110,8 @@ def _whitened(point: dict, free: dict, model) -> dict:
             out[zname] = np.linalg.solve(L, (value - mean).T).T
         elif sname in point:
             out[zname] = value / float(np.asarray(point[sname]))
+    if "mu_total" in free and "mu" in point:
+        # the non-centred model's free mean is mu + mean(b) + mean(c) (models.bias_terms)
+        out["mu_total"] = np.asarray(float(np.asarray(point["mu"])) + sum(
+            float(np.mean(point[k])) for k in ("user_bias", "item_bias") if k in point))
     return out
