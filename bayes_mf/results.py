@@ -129,7 +129,8 @@ def to_rating_units(dt, unit: float, ratings: Ratings):
     obs = dt["observed_data"].to_dataset()
     dt["observed_data"] = obs.assign(rating=obs["rating"].copy(data=np.asarray(ratings.rating, float)))
     log_unit = float(np.log(unit))
-    for group, fn in (("posterior_predictive", lambda a: a * unit), ("log_likelihood", lambda a: a - log_unit)):
+    for group, fn in (("posterior_predictive", lambda a: a * unit),
+                      ("log_likelihood", lambda a: a - log_unit)):
         if group in dt.children:
             ds = dt[group].to_dataset()
             dt[group] = ds.assign(rating=fn(ds["rating"]))
