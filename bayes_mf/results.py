@@ -111,9 +111,11 @@ def to_rating_units(dt, unit: float, ratings: Ratings):
     of ``log_likelihood`` loses ``log(unit)`` (the density of a rating, not
     of a standardised rating); ``sample_stats`` ``train_rmse`` is multiplied by
     ``unit`` and ``elbo`` loses ``n log(unit)``.  The ``scale`` attribute is
-    mapped back and ``rating_unit`` records ``unit``.  Only for the identity
-    link: a logistic fit is already free of units (its scale maps ratings to
-    [0, 1]) and is never standardised.
+    mapped back and ``rating_unit`` records ``unit``.  With the logistic
+    link the model itself is free of units (the declared scale maps ratings
+    to [0, 1]; ``sigma`` lives there and ``mu``, biases and factors on the
+    logit scale), so only ``pred_check``, the data and the predictive
+    groups change.
 
     Returns
     -------
@@ -121,11 +123,9 @@ def to_rating_units(dt, unit: float, ratings: Ratings):
         ``dt``.
     """
     unit = float(unit)
-    if dt.attrs.get("link", "identity") != "identity":
-        raise ValueError("to_rating_units applies to identity-link results only")
+    powers = UNIT_POWERS if dt.attrs.get("link", "identity") == "identity" else {"pred_check": 1.0}
     post = dt["posterior"].to_dataset()
-    dt["posterior"] = post.assign({name: post[name] * unit**p for name, p in UNIT_POWERS.items()
-                                   if name in post})
+    dt["posterior"] = post.assign({name: post[name] * unit**p for name, p in powers.items() if name in post})
     obs = dt["observed_data"].to_dataset()
     dt["observed_data"] = obs.assign(rating=obs["rating"].copy(data=np.asarray(ratings.rating, float)))
     log_unit = float(np.log(unit))

@@ -95,15 +95,15 @@ class PMF(BayesianEstimator):
     clip : bool
         Clip predicted means and interval ends to the rating scale.
     rating_unit : "auto" or float
-        Identity link: the model is fitted to ``ratings / rating_unit`` (its
-        constant hyperpriors, type-II floors and tolerances are set for
-        ratings of about unit spread) and every result is reported back in
-        rating units.  ``"auto"``: :func:`~bayes_mf.base.rating_unit`, the
-        power of ten nearest the training sd (1 for star ratings, so their
-        fits are unchanged; 100 for the same ratings in cents, whose fit is
-        100 x theirs).  The logistic link maps the declared scale to [0, 1]
-        and needs no unit (always 1); ``method="gibbs"`` passes it on to
-        :class:`~bayes_mf.gibbs.GibbsPMF`.
+        The model is fitted to ``ratings / rating_unit`` (its constant
+        hyperpriors, type-II floors and tolerances are set for ratings of
+        about unit spread) and every result is reported back in rating
+        units.  ``"auto"``: :func:`~bayes_mf.base.rating_unit`, the power of
+        ten nearest the training sd (1 for star ratings, so their fits are
+        unchanged; 100 for the same ratings in cents, whose fit is 100 x
+        theirs).  The logistic model is free of units (the declared scale
+        maps ratings to [0, 1]); standardising makes its type-II start so
+        too.  ``method="gibbs"`` passes it on to :class:`~bayes_mf.gibbs.GibbsPMF`.
 
     Attributes
     ----------
@@ -219,9 +219,8 @@ class PMF(BayesianEstimator):
         _check_rating_unit(self.rating_unit)
 
     def _rating_unit(self, r: Ratings) -> float:
-        # the logistic link maps the declared scale to [0, 1]: free of units already.  Gibbs
-        # standardises in GibbsPMF itself (fit_gibbs copies its unit)
-        if self.link == "logistic" or self.method == "gibbs":
+        # Gibbs standardises in GibbsPMF itself (fit_gibbs copies its unit)
+        if self.method == "gibbs":
             return 1.0
         return super()._rating_unit(r)
 
@@ -303,7 +302,7 @@ class PMF(BayesianEstimator):
             self.validation_rmse_ = {m: v * unit for m, v in self.validation_rmse_.items()}
             self.result_.attrs["validation_rmse"] = ", ".join(
                 f"{m:g}: {v:.4f}" for m, v in self.validation_rmse_.items())
-        for key in list(self.result_.attrs):
+        for key in list(self.result_.attrs) if self.link == "identity" else ():
             if key.startswith("type2_") and key[6:] in UNIT_POWERS:
                 self.result_.attrs[key] = float(self.result_.attrs[key]) * unit ** UNIT_POWERS[key[6:]]
         if getattr(self, "elbo_", None) is not None:
