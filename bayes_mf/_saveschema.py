@@ -61,6 +61,7 @@ SCALARS = {
     "converged_": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "shrink_": (_real, "a finite number"),
     "reg_": (_real, "a finite number"),
+    "rating_unit_": (lambda v: _real(v) and v > 0, "a positive number"),
 }
 
 #: array fitted attributes (stored in arrays.npz): dtype kinds, shape in terms of the sizes below
@@ -89,8 +90,9 @@ _SCHEMA = {
     "PMF": (_COMMON, {"fit_seconds_", "shrink_", "elbo_", "compile_seconds_", "n_sweeps_",
                       "sweep_seconds_", "converged_", "U_mean_", "V_mean_"}),
 }
-#: every fitted name a save of each class may carry (the allow-list)
-FITTED = {cls: req | opt for cls, (req, opt) in _SCHEMA.items()}
+#: every fitted name a save of each class may carry (the allow-list); rating_unit_ is informative
+#: only (the saved arrays and posterior are in rating units already), and older saves lack it
+FITTED = {cls: req | opt | {"rating_unit_"} for cls, (req, opt) in _SCHEMA.items()}
 #: classes whose predictions come from result.zarr
 _NEEDS_RESULT = {"GibbsPMF", "PMF"}
 

@@ -117,6 +117,15 @@ class ALS(PointFactorEstimator):
     clip : bool
         Clip predictions to the training rating scale (declared, else observed).
     random_seed : int or None
+    rating_unit : "auto" or float
+        The fit works on ``ratings / rating_unit`` and reports ``U_``,
+        ``V_`` (times its square root), biases, ``train_rmse_`` and
+        predictions back in rating units.  ``"auto"``:
+        :func:`~bayes_mf.base.rating_unit`, the power of ten nearest the
+        training sd (1 for star ratings, so their fits are unchanged; the
+        same ratings in cents get 100 and exactly 100 x the predictions).
+        ``reg``, ``reg_bias``, ``init_scale`` apply on that
+        standardised scale.
 
     Attributes
     ----------
@@ -125,7 +134,8 @@ class ALS(PointFactorEstimator):
     global_mean_ : float
     n_iter_ : int
     loss_curve_ : list of float
-        Training objective after each sweep.
+        Training objective after each sweep (of the standardised fit, times
+        ``rating_unit_ ** 2``: in squared rating units).
     reg_ : float
         The :math:`\lambda` the factors were fitted with (``reg`` itself, or
         the value ``"auto"`` chose).
@@ -147,6 +157,7 @@ class ALS(PointFactorEstimator):
         init_scale: float = 0.1,
         clip: bool = True,
         random_seed: int | None = 0,
+        rating_unit: float | str = "auto",
     ):
         self.n_factors = n_factors
         self.reg = reg
@@ -158,6 +169,7 @@ class ALS(PointFactorEstimator):
         self.init_scale = init_scale
         self.clip = clip
         self.random_seed = random_seed
+        self.rating_unit = rating_unit
 
     def _check_params(self) -> None:
         if not isinstance(self.n_factors, (int, np.integer)) or self.n_factors < 1:

@@ -24,7 +24,10 @@ policy, clipping to the rating scale and the labelled DataFrame output.
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
+from dataclasses import replace
 from os import PathLike
 
 import numpy as np
@@ -36,7 +39,7 @@ from ._util import rowdot
 from .data import Ratings, RatingsError, encode_pairs, handle_unseen
 
 __all__ = ["RatingsEstimator", "PointFactorEstimator", "BayesianEstimator", "NotFittedError",
-           "DataSupportWarning"]
+           "DataSupportWarning", "RatingUnitWarning", "rating_unit"]
 
 #: an undeclared rating scale is taken from the observed range only from this many ratings on
 MIN_RATINGS_FOR_OBSERVED_SCALE = 100
@@ -52,6 +55,63 @@ class NotFittedError(_SklearnNotFittedError, RuntimeError):
 
 class DataSupportWarning(UserWarning):
     """The training data cannot pin down the model (too few ratings, or no spread in them)."""
+
+
+class RatingUnitWarning(UserWarning):
+    """A hyper-parameter given in rating units is far from the scale of the training ratings."""
+
+
+def rating_unit(ratings) -> float:
+    """The power of ten nearest (on a log scale) the sd of ``ratings``: the unit every fit works in.
+
+    Estimators fit ``ratings / unit``, whose sd lies in [0.316, 3.16), so
+    that their default priors, penalties and step sizes (set for ratings of
+    about unit spread) apply whatever the unit of the data, and report every
+    result back in rating units.  Ratings on a 1-5 or 1-10 star scale (sd
+    about 1-3) have unit 1, so their fits are unchanged; the same ratings in
+    cents (x 100) have unit 100, and their fit is exactly 100 x theirs.
+    Constant or empty ratings have unit 1.
+    """
+    sd = float(np.std(np.asarray(ratings, dtype=float))) if np.size(ratings) else 0.0
+    if not (math.isfinite(sd) and sd > 0):
+        return 1.0
+    return 10.0 ** math.floor(math.log10(sd) + 0.5)
+
+
+def _check_rating_unit(value) -> None:
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"rating_unit must be 'auto' or a positive number, got {value!r}")
+
+
+def _in_units(est, r: Ratings, given: dict, warn=None) -> dict:
+    """Hyper-parameters given in rating units, on the scale the fit works in (``r``: ratings / unit).
+
+    ``given`` maps a name to ``(value, power)``: a noise or bias sd carries
+    the rating unit once (power 1), a factor sd its square root (power 0.5,
+    so that a product of two factors carries it once).  ``None`` values are
+    skipped.  A value more than 100 times off the training ratings' sd (to
+    its power) warns with a :class:`RatingUnitWarning`, for the names in
+    ``warn`` (default: all): it looks like a value meant for ratings in
+    other units.
+    """
+    unit = est.rating_unit_
+    sd = float(np.std(r.rating)) * unit  # r is what _fit sees: ratings / unit
+    out = {}
+    for name, (value, power) in given.items():
+        if value is None:
+            continue
+        value = float(value)
+        if (warn is None or name in warn) and sd > 0 and not 1e-2 <= value / sd**power <= 1e2:
+            what = "sd" if power == 1 else "sd ** 0.5"
+            warnings.warn(f"{type(est).__name__}({name}={value:g}): {name} is in rating units, but the "
+                          f"training ratings have sd {sd:.3g}, so {name} is {value / sd**power:.2g} x their "
+                          f"{what}; if the ratings changed units (x 100, say), give {name} in the new units "
+                          "too", RatingUnitWarning, stacklevel=4)
+        out[name] = value if unit == 1.0 else value / unit**power
+    return out
 
 
 def _clip_scale(r: Ratings):
@@ -94,6 +154,11 @@ class RatingsEstimator(BaseEstimator):
     -----------------------------
     users_, items_ : pandas.Index
         Training id maps (position = code).
+    rating_unit_ : float
+        The unit the fit worked in (:func:`rating_unit`: a power of ten, 1
+        for star ratings): the estimator was fitted on ``ratings /
+        rating_unit_``, and every fitted attribute, result and prediction is
+        reported back in the units of the training ratings.
     scale_ : (low, high) or None
         Rating scale used for clipping (``clip=True``); taken from the data's
         declared scale, else from the observed min/max of at least
@@ -132,8 +197,14 @@ class RatingsEstimator(BaseEstimator):
         r = Ratings.coerce(_with_ratings(X, y, ratings_kw), **ratings_kw)
         self.users_ = r.users
         self.items_ = r.items
-        self.scale_ = _clip_scale(r)
-        self.global_mean_ = float(r.rating.mean())
+        unit = self._rating_unit(r)
+        self.rating_unit_ = unit
+        # the fit works on ratings / unit (identical for unit 1), and reports back in rating units
+        work = r if unit == 1.0 else replace(
+            r, rating=r.rating / unit, meta=dict(r.meta),
+            scale=None if r.scale is None else (r.scale[0] / unit, r.scale[1] / unit))
+        self.scale_ = _clip_scale(work)
+        self.global_mean_ = float(work.rating.mean())
         _warn_if_unsupported(self, r)
         self.n_train_ = len(r)
         self._names = r.names
@@ -141,9 +212,22 @@ class RatingsEstimator(BaseEstimator):
         self.train_user_codes_ = r.user
         self.train_item_codes_ = r.item
         t0 = time.perf_counter()
-        self._fit(r)
+        self._fit(work)
+        if unit != 1.0:
+            self._to_rating_units(unit, r)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _rating_unit(self, r: Ratings) -> float:
+        """The unit of this fit: the ``rating_unit`` parameter, or :func:`rating_unit` of the ratings."""
+        value = getattr(self, "rating_unit", "auto")
+        _check_rating_unit(value)
+        return rating_unit(r.rating) if isinstance(value, str) else float(value)
+
+    def _to_rating_units(self, unit: float, r: Ratings) -> None:
+        """Express what ``_fit`` learnt from ``r.rating / unit`` in the units of ``r`` (subclasses extend)."""
+        self.scale_ = _clip_scale(r)
+        self.global_mean_ = float(r.rating.mean())
 
     def score(self, X, y=None, *, unseen: str = "prior") -> float:
         """Negative root mean squared error of the predicted means on a ratings table.
@@ -298,6 +382,19 @@ class PointFactorEstimator(RatingsEstimator):
     def _eta(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         return self.user_bias_[u] + self.item_bias_[i] + rowdot(self.U_, self.V_, u, i)
 
+    def _to_rating_units(self, unit: float, r: Ratings) -> None:
+        super()._to_rating_units(unit, r)
+        root = math.sqrt(unit)
+        self.U_ = self.U_ * root
+        self.V_ = self.V_ * root
+        self.user_bias_ = self.user_bias_ * unit
+        self.item_bias_ = self.item_bias_ * unit
+        if hasattr(self, "train_rmse_"):
+            self.train_rmse_ = self.train_rmse_ * unit
+        if hasattr(self, "loss_curve_"):
+            # the objective of the standardised fit, in squared rating units
+            self.loss_curve_ = [float(v) * unit**2 for v in self.loss_curve_]
+
     def _predict_codes(self, ucode, icode):
         known = (ucode >= 0) & (icode >= 0)
         mean = np.full(ucode.shape, self.global_mean_)
@@ -331,6 +428,14 @@ class BayesianEstimator(RatingsEstimator):
     """
 
     is_bayesian = True
+
+    def _to_rating_units(self, unit: float, r: Ratings) -> None:
+        from .results import to_rating_units
+
+        super()._to_rating_units(unit, r)
+        self._draws_cache = None
+        if getattr(self, "result_", None) is not None:
+            to_rating_units(self.result_, unit, r)
 
     @property
     def draws_(self):

@@ -41,7 +41,8 @@ class BiasBaseline(RatingsEstimator):
     Parameters
     ----------
     reg_user, reg_item : float
-        :math:`\lambda_b, \lambda_c` (in units of ratings).
+        :math:`\lambda_b, \lambda_c`: pseudo-counts (a number of ratings,
+        free of the ratings' unit: the fit is linear in the ratings).
     n_iter : int
         Alternating sweeps.
     clip : bool
@@ -67,6 +68,11 @@ class BiasBaseline(RatingsEstimator):
             b = np.bincount(r.user, y - c[r.item], minlength=r.n_users) / (self.reg_user + nu)
             c = np.bincount(r.item, y - b[r.user], minlength=r.n_items) / (self.reg_item + ni)
         self.user_bias_, self.item_bias_ = b, c
+
+    def _to_rating_units(self, unit, r) -> None:
+        super()._to_rating_units(unit, r)
+        self.user_bias_ = self.user_bias_ * unit
+        self.item_bias_ = self.item_bias_ * unit
 
     def _predict_codes(self, ucode, icode):
         mean = np.full(ucode.shape, self.global_mean_)

@@ -47,6 +47,15 @@ class GradientDescentMF(PointFactorEstimator):
     init_scale : float
     clip : bool
     random_seed : int or None
+    rating_unit : "auto" or float
+        The fit works on ``ratings / rating_unit`` and reports ``U_``,
+        ``V_`` (times its square root), biases, ``train_rmse_`` and
+        predictions back in rating units.  ``"auto"``:
+        :func:`~bayes_mf.base.rating_unit`, the power of ten nearest the
+        training sd (1 for star ratings, so their fits are unchanged; the
+        same ratings in cents get 100 and exactly 100 x the predictions).
+        ``reg``, ``reg_bias``, ``init_scale`` and ``learning_rate`` apply on that
+        standardised scale.
 
     Attributes
     ----------
@@ -67,6 +76,7 @@ class GradientDescentMF(PointFactorEstimator):
         init_scale: float = 0.1,
         clip: bool = True,
         random_seed: int | None = 0,
+        rating_unit: float | str = "auto",
     ):
         self.n_factors = n_factors
         self.reg = reg
@@ -79,6 +89,7 @@ class GradientDescentMF(PointFactorEstimator):
         self.init_scale = init_scale
         self.clip = clip
         self.random_seed = random_seed
+        self.rating_unit = rating_unit
 
     def _fit(self, r) -> None:
         if not isinstance(self.n_factors, (int, np.integer)) or self.n_factors < 1:

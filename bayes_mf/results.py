@@ -48,7 +48,16 @@ Groups
     neither group.
 
 attrs record ``method``, ``model``, ``n_factors``, ``random_seed``,
-``fit_seconds``, ``link``, ``scale`` and package versions.
+``fit_seconds``, ``link``, ``scale``, ``rating_unit`` and package versions.
+
+Units: every estimator fits ``ratings / rating_unit`` (a power of ten, 1
+for star ratings; :func:`bayes_mf.base.rating_unit`) and
+:func:`to_rating_units` expresses its result back in rating units: ``sigma``,
+``mu``, biases, their prior sds and ``pred_check`` carry the unit, ``U``,
+``V``, their prior sds and BPMF's ``mu_u``/``mu_v`` its square root (so that
+:math:`U_i^\top V_j` carries it once).  Sampler internals in
+``sample_stats`` (``lp``, ``energy``, ``step_size``) stay those of the
+standardised model; ``train_rmse`` and ``elbo`` are converted.
 
 U and V are identified only up to rotation, sign and permutation: keep them
 for prediction, never diagnose them (see :mod:`bayes_mf.diagnostics`).
@@ -63,8 +72,9 @@ import numpy as np
 from .data import Ratings
 from .predict import PosteriorDraws, _to_rating_scale, linear_predictor
 
-__all__ = ["VAR_DIMS", "PREDICTIVE_DRAWS", "PREDICTIVE_PAIRS", "add_predictive", "build_result",
-           "draws_from_result", "package_versions", "pointwise_log_likelihood"]
+__all__ = ["VAR_DIMS", "PREDICTIVE_DRAWS", "PREDICTIVE_PAIRS", "UNIT_POWERS", "add_predictive",
+           "build_result", "draws_from_result", "package_versions", "pointwise_log_likelihood",
+           "to_rating_units"]
 
 #: draws (all chains together) kept in ``posterior_predictive`` and ``log_likelihood``
 PREDICTIVE_DRAWS = 200
@@ -78,6 +88,71 @@ VAR_DIMS = {
     "user_bias": ["user"],
     "item_bias": ["item"],
 }
+
+
+#: the power of the rating unit each posterior variable carries (identity link)
+UNIT_POWERS = {
+    "sigma": 1.0, "mu": 1.0, "user_bias": 1.0, "item_bias": 1.0, "sigma_b": 1.0, "sigma_c": 1.0,
+    "pred_check": 1.0,
+    "U": 0.5, "V": 0.5, "sigma_u": 0.5, "sigma_v": 0.5, "mu_u": 0.5, "mu_v": 0.5,
+}
+
+
+def _scale_attr(scale) -> str:
+    return "none" if scale is None else f"{float(scale[0])!r},{float(scale[1])!r}"
+
+
+def to_rating_units(dt, unit: float, ratings: Ratings):
+    """Express, in place, a result fitted on ``ratings.rating / unit`` in the units of ``ratings``.
+
+    Posterior variables are multiplied by ``unit ** power``
+    (:data:`UNIT_POWERS`); ``observed_data`` gets the original ratings,
+    ``posterior_predictive`` is multiplied by ``unit`` and the log density
+    of ``log_likelihood`` loses ``log(unit)`` (the density of a rating, not
+    of a standardised rating); ``sample_stats`` ``train_rmse`` is multiplied by
+    ``unit`` and ``elbo`` loses ``n log(unit)``.  The ``scale`` attribute is
+    mapped back and ``rating_unit`` records ``unit``.  With the logistic
+    link the model itself is free of units (the declared scale maps ratings
+    to [0, 1]; ``sigma`` lives there and ``mu``, biases and factors on the
+    logit scale), so only ``pred_check``, the data and the predictive
+    groups change.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``dt``.
+    """
+    unit = float(unit)
+    powers = UNIT_POWERS if dt.attrs.get("link", "identity") == "identity" else {"pred_check": 1.0}
+    post = dt["posterior"].to_dataset()
+    dt["posterior"] = post.assign({name: post[name] * unit**p for name, p in powers.items() if name in post})
+    obs = dt["observed_data"].to_dataset()
+    dt["observed_data"] = obs.assign(rating=obs["rating"].copy(data=np.asarray(ratings.rating, float)))
+    log_unit = float(np.log(unit))
+    for group, fn in (("posterior_predictive", lambda a: a * unit),
+                      ("log_likelihood", lambda a: a - log_unit)):
+        if group in dt.children:
+            ds = dt[group].to_dataset()
+            dt[group] = ds.assign(rating=fn(ds["rating"]))
+    if "sample_stats" in dt.children:
+        ss = dt["sample_stats"].to_dataset()
+        new = {}
+        if "train_rmse" in ss:
+            new["train_rmse"] = ss["train_rmse"] * unit
+        if "elbo" in ss:
+            new["elbo"] = ss["elbo"] - len(ratings) * log_unit
+        if new:
+            dt["sample_stats"] = ss.assign(new)
+    scale = dt.attrs.get("scale", "none")
+    if scale != "none":
+        lo, hi = (float(x) * unit for x in scale.split(","))
+        # the exact original values where the scale was the declared or the observed one
+        for cand in (ratings.scale, (float(ratings.rating.min()), float(ratings.rating.max()))):
+            if cand is not None and np.allclose((lo, hi), cand, rtol=1e-9, atol=0.0):
+                lo, hi = cand
+        dt.attrs["scale"] = _scale_attr((lo, hi))
+    dt.attrs["rating_unit"] = unit
+    return dt
 
 
 def package_versions() -> dict:
@@ -157,7 +232,8 @@ def build_result(
         "random_seed": -1 if random_seed is None else int(random_seed),
         "fit_seconds": float(fit_seconds),
         "link": link,
-        "scale": "none" if scale is None else f"{float(scale[0])!r},{float(scale[1])!r}",
+        "scale": _scale_attr(scale),
+        "rating_unit": 1.0,
         **{f"version_{k}": v for k, v in package_versions().items()},
     }
     if attrs:

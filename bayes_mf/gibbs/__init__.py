@@ -40,6 +40,12 @@ with one precision per column and feature group; all these precisions
 :math:`\mu \sim N(0, 100^2)`; noise precision
 :math:`\tau \sim \mathrm{Gamma}(a_0, b_0)` unless ``sigma`` is given.
 
+Units: :class:`GibbsPMF` samples this model for ``R / rating_unit_`` (a
+power of ten, 1 for star ratings: :func:`bayes_mf.base.rating_unit`), so
+the Gamma hyperpriors, the Normal-Wishart and the prior on :math:`\mu` hold
+on that standardised scale whatever the data's unit; draws are reported
+back in rating units (:func:`bayes_mf.results.to_rating_units`).
+
 One sweep draws, in turn,
 
 1. every user's :math:`x_i = [\tilde U_i, \tilde b_i]` given the item side.

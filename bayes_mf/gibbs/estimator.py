@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -11,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._util import interactive
-from ..base import BayesianEstimator
+from ..base import BayesianEstimator, _check_rating_unit, _in_units
 from ..data import Ratings
 from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
 from . import kernels
@@ -56,12 +57,21 @@ class GibbsPMF(BayesianEstimator):
         :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
         rated, an item's the same over its raters.  ``True`` means ``"both"``.
     sigma : float or None
-        Fixed noise sd; ``None`` learns the noise precision (Gamma prior).
-    sigma_u, sigma_v, sigma_bias : float
+        Fixed noise sd, in rating units; ``None`` learns the noise precision
+        (Gamma prior).
+    sigma_u, sigma_v, sigma_bias : float or None
         Prior sds of factors and biases for ``prior="fixed"`` (feature
         vectors of a side use that side's factor sd); ignored otherwise.
+        In rating units: ``sigma_bias`` like a rating, ``sigma_u`` and
+        ``sigma_v`` its square root (a product of two factors is a
+        rating).  ``None`` (default): 1 on the standardised scale (see
+        ``rating_unit``), i.e. ``sqrt(rating_unit_)`` and ``rating_unit_``;
+        1 for star ratings.  A value more than 100 x off the ratings' sd
+        warns (:class:`~bayes_mf.base.RatingUnitWarning`).
     gamma_prior : (shape, rate)
-        :math:`(a_0, b_0)` of every Gamma hyperprior on a precision.
+        :math:`(a_0, b_0)` of every Gamma hyperprior on a precision; the
+        precisions are those of the standardised model (ratings divided by
+        ``rating_unit_``), so the default suits ratings in any unit.
     draws : int or None
         Kept draws per chain (the name :class:`~bayes_mf.inference.PMF`
         uses).  ``None`` (default): sample in rounds until every
@@ -110,7 +120,7 @@ class GibbsPMF(BayesianEstimator):
         Training pairs (a seeded random subset) whose mean rating is stored
         per draw as ``pred_check`` for R-hat/ESS.
     init_scale : float
-        Sd of the random initial factors.  Every chain starts at its own
+        Sd of the random initial factors (on the standardised scale).  Every chain starts at its own
         random point (factors, biases, mean, noise and prior precisions
         dispersed), so that R-hat can see chains that have not met.
     clip : bool
@@ -119,6 +129,14 @@ class GibbsPMF(BayesianEstimator):
         tqdm progress bars; ``None``: on in interactive sessions (Jupyter, a
         terminal), off otherwise.
     random_seed : int or None
+    rating_unit : "auto" or float
+        The sampler works on ``ratings / rating_unit`` and reports every
+        draw, prediction and interval back in rating units.  ``"auto"``:
+        :func:`~bayes_mf.base.rating_unit`, the power of ten nearest the
+        training sd (1 for star ratings, so their fits are unchanged; 100
+        for the same ratings in cents, whose fit is then 100 x theirs with
+        the same seed).  A number fixes it (1: the priors hold for the
+        ratings as given, as simulation-based calibration needs).
     n_samples, burn_in
         Deprecated aliases of ``draws`` and ``tune`` (a ``FutureWarning`` at
         fit time); giving both an alias and its new name raises ``ValueError``.
@@ -130,6 +148,9 @@ class GibbsPMF(BayesianEstimator):
         sigma_v, sigma_b, sigma_c, pred_check`` (and ``mu_u, mu_v`` for BPMF);
         ``U``/``V`` (and biases) are the *effective* vectors, implicit terms
         included, so the shared posterior predictive applies unchanged.
+        All in rating units (:func:`bayes_mf.results.to_rating_units`).
+    rating_unit_ : float
+        The unit the sampler worked in (see ``rating_unit``).
     U_mean_, V_mean_ : ndarray
         Posterior means of the effective factors (all chains).
     sweep_seconds_ : float
@@ -155,9 +176,9 @@ class GibbsPMF(BayesianEstimator):
         global_mean: bool = True,
         implicit=False,
         sigma: float | None = None,
-        sigma_u: float = 1.0,
-        sigma_v: float = 1.0,
-        sigma_bias: float = 1.0,
+        sigma_u: float | None = None,
+        sigma_v: float | None = None,
+        sigma_bias: float | None = None,
         gamma_prior: tuple = (1.0, 1.0),
         draws: int | None = None,
         tune: int = 100,
@@ -176,6 +197,7 @@ class GibbsPMF(BayesianEstimator):
         clip: bool = True,
         progressbar: bool | None = None,
         random_seed: int | None = 0,
+        rating_unit: float | str = "auto",
         n_samples: int | None | str = _DEPRECATED,
         burn_in: int | str = _DEPRECATED,
     ):
@@ -206,6 +228,7 @@ class GibbsPMF(BayesianEstimator):
         self.clip = clip
         self.progressbar = progressbar
         self.random_seed = random_seed
+        self.rating_unit = rating_unit
         self.n_samples = n_samples
         self.burn_in = burn_in
 
@@ -248,8 +271,11 @@ class GibbsPMF(BayesianEstimator):
         if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
                                                       and self.target_rhat > 1.0):
             raise ValueError(f"target_rhat must be a number > 1, got {self.target_rhat!r}")
-        for name in ("sigma_u", "sigma_v", "sigma_bias", "init_scale", "target_ess", "max_seconds"):
+        for name in ("sigma_u", "sigma_v", "sigma_bias"):
+            positive(name, allow_none=True)
+        for name in ("init_scale", "target_ess", "max_seconds"):
             positive(name)
+        _check_rating_unit(self.rating_unit)
         gp = self.gamma_prior
         if (not isinstance(gp, (tuple, list)) or len(gp) != 2
                 or not all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in gp)):
@@ -314,11 +340,19 @@ class GibbsPMF(BayesianEstimator):
             return None
         return sp.hstack(blocks).tocsr(), np.concatenate(groups)
 
-    def _settings(self, backend: str) -> _Settings:
+    def _settings(self, backend: str, r: Ratings) -> _Settings:
+        """The chains' settings, the hyper-parameters given in rating units on the standardised scale."""
+        # the prior sds also set the chains' dispersed start; they are the prior only with prior="fixed"
+        used = {"sigma"} | ({"sigma_u", "sigma_v"} if self.prior == "fixed" else set()) | (
+            {"sigma_bias"} if self.prior == "fixed" and self.biases else set())
+        given = _in_units(self, r, {"sigma": (self.sigma, 1.0), "sigma_u": (self.sigma_u, 0.5),
+                                    "sigma_v": (self.sigma_v, 0.5), "sigma_bias": (self.sigma_bias, 1.0)},
+                          warn=used)
         return _Settings(
             n_factors=int(self.n_factors), prior=self.prior, biases=bool(self.biases),
-            global_mean=bool(self.global_mean), sigma=None if self.sigma is None else float(self.sigma),
-            sigma_u=float(self.sigma_u), sigma_v=float(self.sigma_v), sigma_bias=float(self.sigma_bias),
+            global_mean=bool(self.global_mean), sigma=given.get("sigma"),
+            sigma_u=given.get("sigma_u", 1.0), sigma_v=given.get("sigma_v", 1.0),
+            sigma_bias=given.get("sigma_bias", 1.0),
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
         )
@@ -384,7 +418,7 @@ class GibbsPMF(BayesianEstimator):
         self._check_params()
         backend = self._resolved_backend()
         self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
-        st = self._settings(backend)
+        st = self._settings(backend, r)
         problem, check = self._problem(r)
         plan = self._plan(r)
         seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
@@ -439,13 +473,26 @@ class GibbsPMF(BayesianEstimator):
                    "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
                    "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
                    "moves": int(st.moves),
-                   "noise": "learned" if st.sigma is None else f"fixed {st.sigma:g}",
+                   "noise": "learned" if st.sigma is None else f"fixed {float(self.sigma):g}",
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
             check=check,
         )
         return dt
+
+    def _to_rating_units(self, unit: float, r: Ratings) -> None:
+        from ..results import UNIT_POWERS
+
+        super()._to_rating_units(unit, r)
+        root = math.sqrt(unit)
+        self.U_mean_ = self.U_mean_ * root
+        self.V_mean_ = self.V_mean_ * root
+        if self.convergence_ is not None and "mcse_mean_max" in self.convergence_:
+            table = self.convergence_.copy()
+            table["mcse_mean_max"] = [v * unit ** UNIT_POWERS.get(name, 1.0)
+                                      for name, v in table["mcse_mean_max"].items()]
+            self.convergence_ = table
 
     def _predict_codes(self, ucode, icode, **kw):
         if "U" not in self.result_["posterior"]:

@@ -149,7 +149,9 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
     ``draws`` kept draws, ``thin`` sweeps apart (nearly independent, as SBC
     needs), and records for each of :data:`SBC_QUANTITIES` present the number
     of draws below the truth (0..``draws``).  Uniform ranks are what an exact
-    sampler gives; see :func:`rank_uniformity`.
+    sampler gives; see :func:`rank_uniformity`.  The fits use
+    ``rating_unit=1`` (unless given): the prior that drew the data must hold
+    for the ratings as drawn, whatever their spread.
     """
     import inspect
 
@@ -160,6 +162,8 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
     sim_kw = {key: v for key, v in model.items() if key in sim_params}
     est_kw = {key: v for key, v in model.items() if key not in data_only}
     est_kw.setdefault("n_factors", inspect.signature(simulate_prior).parameters["n_factors"].default)
+    # the data are drawn from the prior in the units they are drawn in: no standardising
+    est_kw.setdefault("rating_unit", 1.0)
     seeds = np.random.SeedSequence(random_seed).spawn(n_reps)
     rows = []
     for r, seed in enumerate(seeds):

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..base import BayesianEstimator
+from ..base import BayesianEstimator, _check_rating_unit, _in_units
 from ..data import Ratings
 from ..models import PARAMETRIZATIONS, check_options, model_name
 from .advi import fit_advi
@@ -71,7 +71,12 @@ class PMF(BayesianEstimator):
     batch_size : int, optional
         ADVI minibatch size (``None``: full data, fine up to ~10^5 ratings).
     sigma, sigma_u, sigma_v, sigma_b, sigma_c : float, optional
-        On the model scale.  ``priors="fixed"``: the scales themselves
+        On the model scale: for the identity link in rating units
+        (``sigma``, ``sigma_b``, ``sigma_c`` like a rating, ``sigma_u``,
+        ``sigma_v`` its square root, so that a product of factors is a
+        rating; a value more than 100 x off the ratings' sd warns with a
+        :class:`~bayes_mf.base.RatingUnitWarning`), for the logistic link on
+        the [0, 1] scale.  ``priors="fixed"``: the scales themselves
         (missing ones are type-II estimates).  Otherwise the scales of the
         HalfNormal hyperpriors of NUTS/ADVI; missing ones default to twice
         the type-II estimate (a weak prior centred on the data's own scale).
@@ -101,16 +106,32 @@ class PMF(BayesianEstimator):
         Progress bars of the samplers; ``None``: on in interactive sessions (Jupyter, a terminal).
     clip : bool
         Clip predicted means and interval ends to the rating scale.
+    rating_unit : "auto" or float
+        The model is fitted to ``ratings / rating_unit`` (its constant
+        hyperpriors, type-II floors and tolerances are set for ratings of
+        about unit spread) and every result is reported back in rating
+        units.  ``"auto"``: :func:`~bayes_mf.base.rating_unit`, the power of
+        ten nearest the training sd (1 for star ratings, so their fits are
+        unchanged; 100 for the same ratings in cents, whose fit is 100 x
+        theirs).  The logistic model is free of units (the declared scale
+        maps ratings to [0, 1]); standardising makes its type-II start so
+        too.  ``method="gibbs"`` passes it on to :class:`~bayes_mf.gibbs.GibbsPMF`.
 
     Attributes
     ----------
     result_ : xarray.DataTree
+    rating_unit_ : float
+        The unit the model was fitted in (see ``rating_unit``).
     model_ : pymc.Model
-        The model that was fitted (for MAP: with the type-II scales as constants).
+        The model that was fitted (for MAP: with the type-II scales as
+        constants), on ``ratings / rating_unit_``.
     type2_ : TypeII
-        The type-II estimates behind the fit.
+        The type-II estimates behind the fit (on ``ratings / rating_unit_``).
     map_point_ : dict
-        The MAP point (model variable names -> arrays); NUTS/ADVI start there.
+        The MAP point (model variable names -> arrays) on ``ratings /
+        rating_unit_``; NUTS/ADVI start there.
+    validation_rmse_ : dict
+        MAP: validation RMSE (rating units) per factor-prior shrink tried.
     converged_ : bool or None
         NUTS and Gibbs: whether the identifiable set passed R-hat <= 1.01 and
         bulk/tail ESS >= 400 with no divergences, E-BFMI >= 0.3 and no draw at
@@ -152,6 +173,7 @@ class PMF(BayesianEstimator):
         random_seed: int | None = 0,
         progressbar: bool | None = None,
         clip: bool = True,
+        rating_unit: float | str = "auto",
     ):
         self.n_factors = n_factors
         self.priors = priors
@@ -181,6 +203,7 @@ class PMF(BayesianEstimator):
         self.random_seed = random_seed
         self.progressbar = progressbar
         self.clip = clip
+        self.rating_unit = rating_unit
 
     # ------------------------------------------------------------- checks
     def _check_params(self, scale) -> None:
@@ -213,6 +236,13 @@ class PMF(BayesianEstimator):
             raise ValueError("batch_size applies to method='advi' only")
         if self.init is not None and not (isinstance(self.init, PMF) and hasattr(self.init, "map_point_")):
             raise ValueError("init must be a fitted PMF (e.g. PMF(method='map').fit(train)) or None")
+        _check_rating_unit(self.rating_unit)
+
+    def _rating_unit(self, r: Ratings) -> float:
+        # Gibbs standardises in GibbsPMF itself (fit_gibbs copies its unit)
+        if self.method == "gibbs":
+            return 1.0
+        return super()._rating_unit(r)
 
     # ------------------------------------------------------------------ fit
     def _fit(self, r: Ratings) -> None:
@@ -220,6 +250,11 @@ class PMF(BayesianEstimator):
         self._check_params(scale)
         self._t0 = time.perf_counter()
         self._scale = scale
+        # the scales the user gave, in rating units, on the scale of r (ratings / rating_unit_)
+        self._given = _in_units(self, r, {"sigma": (self.sigma, 1.0), "sigma_u": (self.sigma_u, 0.5),
+                                          "sigma_v": (self.sigma_v, 0.5), "sigma_b": (self.sigma_b, 1.0),
+                                          "sigma_c": (self.sigma_c, 1.0)}) \
+            if self.link == "identity" and self.method != "gibbs" else {}
         if self.method == "gibbs":
             return self._fit_gibbs(r)
         self._model_label = model_name(self.priors, self.biases, self.link, self.constrained)
@@ -237,13 +272,20 @@ class PMF(BayesianEstimator):
         return time.perf_counter() - self._t0
 
     def _given_scales(self) -> dict:
-        return {k: getattr(self, k) for k in ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")}
+        """The scales the user gave, on the scale of the fitted ratings (``None`` where not given)."""
+        given = getattr(self, "_given", {})
+        return {k: given.get(k, getattr(self, k) if self.link != "identity" else None)
+                for k in ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")}
 
     def _adopt_init(self, other: PMF, r: Ratings) -> None:
         if not (other.users_.equals(r.users) and other.items_.equals(r.items)):
             raise ValueError("init was fitted on different users/items than the data given to fit")
         if int(other.n_factors) != int(self.n_factors):
             raise ValueError(f"init has n_factors={other.n_factors}, this PMF {self.n_factors}")
+        if getattr(other, "rating_unit_", 1.0) != self.rating_unit_:
+            raise ValueError(f"init was fitted in rating unit {getattr(other, 'rating_unit_', 1.0):g}, this "
+                             f"PMF works in {self.rating_unit_:g}: fit init on the same ratings (or give "
+                             "both the same rating_unit)")
         self.type2_ = other.type2_
         self.map_point_ = dict(other.map_point_)
         self._map_scales = dict(other._map_scales)
@@ -271,6 +313,26 @@ class PMF(BayesianEstimator):
 
     def _fit_gibbs(self, r: Ratings) -> None:
         fit_gibbs(self, r)
+
+    def _to_rating_units(self, unit: float, r: Ratings) -> None:
+        from ..results import UNIT_POWERS
+
+        super()._to_rating_units(unit, r)
+        if getattr(self, "validation_rmse_", None):
+            self.validation_rmse_ = {m: v * unit for m, v in self.validation_rmse_.items()}
+            self.result_.attrs["validation_rmse"] = ", ".join(
+                f"{m:g}: {v:.4f}" for m, v in self.validation_rmse_.items())
+        for key in list(self.result_.attrs) if self.link == "identity" else ():
+            if key.startswith("type2_") and key[6:] in UNIT_POWERS:
+                self.result_.attrs[key] = float(self.result_.attrs[key]) * unit ** UNIT_POWERS[key[6:]]
+        if getattr(self, "elbo_", None) is not None:
+            self.elbo_ = self.elbo_ - len(r) * float(np.log(unit))
+        table = getattr(self, "convergence_", None)
+        if table is not None and "mcse_mean_max" in table:
+            table = table.copy()
+            table["mcse_mean_max"] = [v * unit ** UNIT_POWERS.get(name, 1.0)
+                                      for name, v in table["mcse_mean_max"].items()]
+            self.convergence_ = table
 
     # -------------------------------------------------------------- results
     def _store(self, post, r: Ratings, *, method: str, sample_stats, attrs: dict, elbo=None) -> None:

@@ -45,8 +45,11 @@ def fit_gibbs(est, r: Ratings) -> None:
     # the same prior names and the same names for chain lengths
     gibbs = GibbsPMF(n_factors=int(est.n_factors), prior=est.priors, biases=est.biases,
                      draws=int(est.draws), tune=int(est.tune), chains=int(est.chains),
-                     random_seed=est.random_seed, progressbar=est.progressbar, clip=est.clip, **kw)
+                     random_seed=est.random_seed, progressbar=est.progressbar, clip=est.clip,
+                     rating_unit=est.rating_unit, **kw)
+    # the sampler standardises itself (est.rating_unit_ is 1 here): r is in rating units
     gibbs.fit(r)
+    est.rating_unit_ = gibbs.rating_unit_
     est.result_ = gibbs.result_
     est.gibbs_ = gibbs
     est.converged_, est.convergence_ = gibbs.converged_, gibbs.convergence_
