@@ -382,6 +382,42 @@ def test_gibbs_agrees_with_nuts():
     assert sd_frac >= 0.95, sd_frac
 
 
+def test_gibbs_agrees_with_its_pymc_twin():
+    """The public PyMC twin of the adaptive prior with biases: NUTS on it and Gibbs agree on the
+    scales, the mean and every pair's mean rating (within 4 joint MCSE)."""
+    import arviz as az
+    import pymc as pm
+
+    from bayes_mf.gibbs.twin import pymc_model
+
+    sim = simulate_pmf(30, 20, 2, density=0.5, noise_sd=0.5, global_mean=3.0, bias_sd=0.3, random_seed=5)
+    r = sim.ratings
+    gibbs = GibbsPMF(2, prior="adaptive", draws=1000, tune=200, chains=4, cores=1, random_seed=1)
+    with pymc_model(gibbs, r):
+        idata = pm.sample(draws=1000, tune=1000, chains=2, random_seed=1, progressbar=False,
+                          target_accept=0.95, compute_convergence_checks=False)
+    gibbs.fit(r)
+    pg, pn = gibbs.result_["posterior"], idata["posterior"]
+    assert int(idata["sample_stats"]["diverging"].sum()) == 0
+    for name in ("sigma", "mu", "sigma_b", "sigma_c", "sigma_u", "sigma_v"):
+        a, b = pg[name], pn[name]
+        err = np.hypot(float(az.mcse(a)), float(az.mcse(b)))
+        assert abs(float(a.mean()) - float(b.mean())) <= 4 * err, name
+    pairs = np.arange(0, len(r), 7)
+
+    def eta(post):
+        U, V = post["U"].to_numpy(), post["V"].to_numpy()
+        e = np.einsum("cdpk,cdpk->cdp", U[:, :, r.user[pairs]], V[:, :, r.item[pairs]])
+        e += post["mu"].to_numpy()[..., None]
+        return e + post["user_bias"].to_numpy()[:, :, r.user[pairs]] + post["item_bias"].to_numpy()[:, :, r.item[pairs]]
+
+    eg, en = eta(pg), eta(pn)
+    mcse = np.hypot(az.mcse(eg), az.mcse(en))
+    assert np.mean(np.abs(eg.mean((0, 1)) - en.mean((0, 1))) <= 4 * mcse) >= 0.95
+    with pytest.raises(NotImplementedError, match="bpmf"):
+        pymc_model(GibbsPMF(2), r)
+
+
 def test_runs_without_numba(sim, monkeypatch):
     """Where numba is not installed, "auto" falls back to the NumPy kernels; "numba" says why it can't."""
     import bayes_mf.gibbs.kernels as kernels

@@ -109,12 +109,15 @@ Where things live
 conditionals) · ``moves`` (exact ridge moves) · ``chain`` (state, sweep, a
 run of sweeps) · ``parallel`` (in-process or worker processes) ·
 ``schedule`` (fixed length or rounds until converged) · ``estimator``
-(:class:`GibbsPMF`) · ``simulate`` (data drawn from the exact prior).
+(:class:`GibbsPMF`) · ``simulate`` (data drawn from the exact prior) ·
+``twin`` (:func:`~bayes_mf.gibbs.twin.pymc_model`: the same model in PyMC, for
+``prior="fixed"``/``"adaptive"``).
 """
 
 # the private kernels and layouts are re-exported for the tests and benchmarks that drive them directly
 from .chain import _Settings, run_chain  # noqa: F401
 from .estimator import GibbsPMF
+from .twin import pymc_model
 from .kernels import HAVE_NUMBA, _feature_step_numpy, _residual_numpy, _side_step_numpy  # noqa: F401
 from .layout import _Features, _implicit_matrix, _Side  # noqa: F401
 from .parallel import MainGuardWarning, _warm_up  # noqa: F401
@@ -122,4 +125,4 @@ from .parallel import MainGuardWarning, _warm_up  # noqa: F401
 if HAVE_NUMBA:
     from .kernels import _feature_step_numba, _residual_numba, _side_step_numba  # noqa: F401
 
-__all__ = ["GibbsPMF", "HAVE_NUMBA", "MainGuardWarning"]
+__all__ = ["GibbsPMF", "HAVE_NUMBA", "MainGuardWarning", "pymc_model"]
