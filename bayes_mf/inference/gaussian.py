@@ -203,3 +203,46 @@ def lbfgs(m: PlugIn, theta0: np.ndarray, *, maxiter: int = 1000, ftol: float = 1
     with threadpool_limits(1, user_api="blas"):
         return minimize(m.neg_logp_grad, theta0, jac=True, method="L-BFGS-B", callback=callback,
                         options={"maxiter": int(maxiter), "ftol": ftol, "gtol": gtol, "maxcor": 10})
+
+
+def scale_constants(est) -> dict:
+    """The plug-in scales (type-II, model scale) as result variables held fixed in every draw."""
+    s = est._map_scales
+    out = {"sigma": s["sigma"], "sigma_u": s["sigma_u"], "sigma_v": s["sigma_v"]}
+    if est.biases:
+        out.update(sigma_b=s["sigma_b"], sigma_c=s["sigma_c"])
+    return out
+
+
+def store_draws(est, r: Ratings, m: PlugIn, thetas, *, method: str, attrs: dict, elbo=None) -> None:
+    """Store flat draws ``thetas`` (S x size, or an iterable of chunks) as one chain of ``est.result_``.
+
+    The scales are the plug-in constants; ``est.model_`` is the plug-in PyMC
+    model the draws approximate the posterior of.
+    """
+    import xarray as xr
+
+    thetas = np.asarray(thetas)
+    S = thetas.shape[0]
+    draws = {"U": thetas[:, : m.n_users * m.k].reshape(S, m.n_users, m.k),
+             "V": thetas[:, m.n_users * m.k:(m.n_users + m.n_items) * m.k].reshape(S, m.n_items, m.k)}
+    o = (m.n_users + m.n_items) * m.k
+    if m.biases:
+        draws["user_bias"] = thetas[:, o:o + m.n_users]
+        draws["item_bias"] = thetas[:, o + m.n_users:o + m.n_users + m.n_items]
+        draws["mu"] = thetas[:, -1]
+    else:
+        draws["mu"] = np.full(S, m.center)
+    for key, v in scale_constants(est).items():
+        draws[key] = np.full(S, float(v))
+    dims = {"U": ["user", "factor"], "V": ["item", "factor"], "user_bias": ["user"], "item_bias": ["item"]}
+    post = xr.Dataset({key: (["chain", "draw", *dims.get(key, [])], v[None]) for key, v in draws.items()})
+    est.model_ = est._sampling_model(r, plug_in=True)
+    attrs = {"hyperparameters": "type-II (mean-field variational EM), held fixed", "draws_total": int(S),
+             **attrs}
+    est._store(post, r, method=method, sample_stats=None, attrs=attrs, elbo=elbo)
+
+
+def n_draws(est) -> int:
+    """Draws an approximation stores: ``draws * chains`` (one pooled chain, as ADVI)."""
+    return int(est.draws) * int(est.chains)
