@@ -24,6 +24,7 @@ __all__ = [
     "trace_plot",
     "energy_plot",
     "sbc_histograms",
+    "cost_vs_fidelity",
 ]
 
 
@@ -222,3 +223,27 @@ def sbc_histograms(ranks: pd.DataFrame, *, bins: int = 10, title: str | None = N
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def cost_vs_fidelity(fidelity: pd.DataFrame, *, ax=None, reference: str = "reference"):
+    """Fit time (log x) against the predictive-mean distance to the reference (y), one point per method.
+
+    ``fidelity`` is a table of :func:`bayes_mf.fidelity.fidelity_table`.  The
+    y value is the median :math:`|\\bar y^m - \\bar y^{ref}|/s^{ref}` over test
+    pairs; each point is labelled with the method and, where it has a
+    spread, its predictive sd ratio.  Draws on ``ax`` (a new figure if
+    ``None``) and returns it; writes no file.
+    """
+    if ax is None:
+        _, ax = _fig()
+    for r in fidelity.itertuples():
+        ax.scatter(r.fit_seconds, r.mean_dist_median, s=40)
+        label = r.method if np.isnan(r.sd_ratio_median) else f"{r.method} (sd x{r.sd_ratio_median:.2f})"
+        ax.annotate(label, (r.fit_seconds, r.mean_dist_median), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("fit time (s, log scale)")
+    ax.set_ylabel(f"median |mean - {reference} mean| / {reference} sd")
+    ax.set_title(f"cost versus fidelity to {reference}")
+    ax.set_ylim(bottom=0)
+    return ax
