@@ -241,7 +241,10 @@ def cost_vs_fidelity(fidelity: pd.DataFrame, *, ax=None, reference: str = "refer
         label = r.method if np.isnan(r.sd_ratio_median) else f"{r.method} (sd x{r.sd_ratio_median:.2f})"
         ax.annotate(label, (r.fit_seconds, r.mean_dist_median), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow log range overlap
     ax.set_xlabel("fit time (s, log scale)")
     ax.set_ylabel(f"median |mean - {reference} mean| / {reference} sd")
     ax.set_title(f"cost versus fidelity to {reference}")

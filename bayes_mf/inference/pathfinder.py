@@ -108,7 +108,8 @@ class Pathfinder:
         mean = self.x - (a * self.g + beta @ (gamma @ (beta.T @ self.g)))
         Q, Rq = np.linalg.qr(beta / np.sqrt(a)[:, None])
         try:
-            L = np.linalg.cholesky(np.eye(2 * m) + Rq @ gamma @ Rq.T)
+            # Q has min(N, 2m) columns (fewer than 2m only for tiny N)
+            L = np.linalg.cholesky(np.eye(Rq.shape[0]) + Rq @ gamma @ Rq.T)
         except np.linalg.LinAlgError:
             return None
         return mean, Q, L
