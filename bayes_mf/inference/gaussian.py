@@ -127,7 +127,8 @@ class PlugIn:
             db = np.bincount(self.user, e, self.n_users) + b / self.sigma_b**2
             dc = np.bincount(self.item, e, self.n_items) + c / self.sigma_c**2
             dmu = e.sum() + (mu - self.center)
-            f += 0.5 * (b @ b) / self.sigma_b**2 + 0.5 * (c @ c) / self.sigma_c**2 + 0.5 * (mu - self.center) ** 2
+            f += 0.5 * (b @ b) / self.sigma_b**2 + 0.5 * (c @ c) / self.sigma_c**2
+            f += 0.5 * (mu - self.center) ** 2
             grads += [db, dc, [dmu]]
         return float(f), np.concatenate(grads)
 
