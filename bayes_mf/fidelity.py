@@ -158,6 +158,7 @@ def format_fidelity(table: pd.DataFrame, *, markdown: bool = False) -> str:
     rows = [["method", *(h for _, h, _ in cols)]]
     rows += [[str(r["method"]), *(_f(r[c], spec) for c, _, spec in cols)] for _, r in table.iterrows()]
     if markdown:
+        rows = [[v.replace("|", "\\|") for v in r] for r in rows]  # a bare | would split a cell
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -248,5 +248,6 @@ def cost_vs_fidelity(fidelity: pd.DataFrame, *, ax=None, reference: str = "refer
     ax.set_xlabel("fit time (s, log scale)")
     ax.set_ylabel(f"median |mean - {reference} mean| / {reference} sd")
     ax.set_title(f"cost versus fidelity to {reference}")
-    ax.set_ylim(bottom=0)
+    # room above the highest point for its label
+    ax.set_ylim(0, 1.2 * max(float(np.nanmax(fidelity["mean_dist_median"])), 1e-3))
     return ax

@@ -166,7 +166,7 @@ def test_compare_with_a_reference_and_its_report(data, tmp_path):
     written = write_report(comp, tmp_path, data_desc="tiny")
     assert "cost_vs_fidelity" in written
     md = (tmp_path / "report.md").read_text()
-    assert "## Fidelity to the laplace posterior" in md and "| map |" in md
+    assert "## Fidelity to the laplace posterior" in md and "| map |" in md and "\\|dmean\\|" in md
     assert "map" in format_fidelity(comp.fidelity)
     with pytest.raises(ValueError, match="point estimate"):
         run(train, test, ["laplace"], n_factors=2, reference="map")
@@ -178,3 +178,13 @@ def test_cli_reference_must_be_a_method(capsys):
 
     assert main(["compare", "--methods", "map", "--reference", "nope"]) == 2
     assert "--reference" in capsys.readouterr().err
+
+
+def test_a_rung_saves_and_loads_with_the_same_predictions(data, map_fit, tmp_path):
+    from bayes_mf import io
+
+    est = PMF(2, priors="bpmf", method="laplace", draws=50, init=map_fit).fit(data[0])
+    io.save(est, tmp_path / "lap")
+    back = io.load(tmp_path / "lap")
+    np.testing.assert_array_equal(back.predict(data[1])["mean"], est.predict(data[1])["mean"])
+    assert back.result_.attrs["method"] == "laplace"
