@@ -54,7 +54,8 @@ def _scalar_fidelity(x: np.ndarray, ref: np.ndarray, interval: float) -> dict:
     q = [(1 - interval) / 2, (1 + interval) / 2]
     lo, hi = np.quantile(ref, q)
     sd_ref = np.std(ref, ddof=1)
-    sd = np.std(x, ddof=1) if x.size > 1 else np.nan
+    # a scale held fixed has sd exactly 0 (np.std of a constant vector can be 1e-16)
+    sd = (0.0 if np.ptp(x) == 0 else np.std(x, ddof=1)) if x.size > 1 else np.nan
     return {"dist": float(abs(np.mean(x) - np.mean(ref)) / sd_ref) if sd_ref > 0 else np.nan,
             "sd_ratio": float(sd / sd_ref) if sd_ref > 0 else np.nan,
             "coverage": float(np.mean((x >= lo) & (x <= hi))) if x.size > 1 else np.nan}
