@@ -1,7 +1,8 @@
 """Figures for the MAP-versus-Bayes comparison.
 
 Every function takes results (prediction DataFrames, fitted estimators or
-DataTrees) and returns a :class:`matplotlib.figure.Figure`; none writes
+DataTrees) and returns a :class:`matplotlib.figure.Figure` (newer ones,
+such as :func:`cost_vs_fidelity`, take ``ax=`` and return the Axes); none writes
 files (that is :mod:`bayes_mf.compare`'s job).  ArviZ plots are used where
 they exist (``plot_rank``, ``plot_trace``, ``plot_energy``,
 ``plot_ppc_dist``).
