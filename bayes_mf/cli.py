@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
                         "ml-100k, a seeded 5-fold partition of any other data), per-fold rows plus the mean")
     c.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
-                        "known: mean, baseline, als, gd, map, advi, nuts, gibbs, gibbs-implicit")
+                        "known: mean, baseline, als, gd, map, laplace, pathfinder, advi, advi-lowrank, nuts, "
+                        "gibbs, gibbs-implicit")
+    c.add_argument("--reference", default=None, metavar="METHOD",
+                   help="measure every other method against this posterior (e.g. gibbs): predictive "
+                        "means in reference sds, sd ratio, coverage of its intervals, the same for the "
+                        "scales; fitted too if not in --methods")
     c.add_argument("--rank", type=int, default=10, help="number of latent factors (default 10)")
     c.add_argument("--seed", type=int, default=0, help="random seed shared by all methods (default 0)")
     c.add_argument("--test-size", type=float, default=0.2,
@@ -126,6 +131,10 @@ def _compare(args) -> int:
         print(f"bayes-mf: unknown method(s) {unknown or methods}; choose from {', '.join(METHODS)}",
               file=sys.stderr)
         return 2
+    if args.reference is not None and args.reference not in METHODS:
+        print(f"bayes-mf: unknown --reference {args.reference!r}; choose from {', '.join(METHODS)}",
+              file=sys.stderr)
+        return 2
     if args.rank < 1:
         print(f"bayes-mf: --rank must be >= 1, got {args.rank}", file=sys.stderr)
         return 2
@@ -162,9 +171,15 @@ def _compare(args) -> int:
           + (f"clipped to [{scale[0]:.3g}, {scale[1]:.3g}]" if scale else "not clipped (no scale)"),
           flush=True)
     comp = run(train, test, methods, n_factors=args.rank, random_seed=args.seed, interval=args.interval,
-               progress=lambda s: print("  " + s, file=sys.stderr, flush=True), sampling=sampling)
+               progress=lambda s: print("  " + s, file=sys.stderr, flush=True), sampling=sampling,
+               reference=args.reference)
     table = comp.table
     print(format_table(table, args.interval))
+    if comp.fidelity is not None:
+        from .fidelity import format_fidelity
+
+        print(f"fidelity to {args.reference}:")
+        print(format_fidelity(comp.fidelity))
     print("cov50/cov90: share of test ratings inside the central predictive interval; lpd: mean Gaussian "
           "log predictive density; rhat/ess: worst R-hat and bulk/tail ESS over sigma's, mu, every bias and "
           "predicted ratings; conv: R-hat <= 1.01, ESS >= 400 (and NUTS healthy); n/a = point estimate")
@@ -172,6 +187,9 @@ def _compare(args) -> int:
     if args.data in ("ml-100k", "100k", "movielens"):
         fold = 1 if args.fold is None else args.fold
     extra = {"rank": args.rank, "seed": args.seed, "interval": args.interval, "description": desc}
+    if comp.fidelity is not None:
+        extra["reference"] = args.reference
+        extra["fidelity"] = _records(comp.fidelity)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, to_json(table, data=args.data, fold=fold, extra=extra))
@@ -228,6 +246,14 @@ def _compare_all(args, methods, sampling) -> int:
     if args.predictions:
         _write_predictions(args.predictions, pd.concat(preds, ignore_index=True))
     return 0
+
+
+def _records(frame) -> list:
+    """Rows of a table as JSON-ready dicts (nan -> None)."""
+    import math
+
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+            for rec in frame.to_dict(orient="records")]
 
 
 def _recommend(args) -> int:

@@ -80,7 +80,10 @@ METHODS: dict[str, Callable] = {
     "als": _als,
     "gd": _gd,
     "map": _pmf("map"),
+    "laplace": _pmf("laplace"),
+    "pathfinder": _pmf("pathfinder"),
     "advi": _pmf("advi"),
+    "advi-lowrank": _pmf("advi-lowrank"),
     "nuts": _pmf("nuts"),
     "gibbs": _gibbs,
     "gibbs-implicit": _gibbs_implicit,
@@ -205,12 +208,15 @@ class Comparison:
     train: Ratings
     test: Ratings
     interval: float = 0.9
+    #: per-method fidelity to the reference posterior (:mod:`bayes_mf.fidelity`), when one was named
+    fidelity: pd.DataFrame | None = None
+    reference: str | None = None
 
 
 def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"), *,
         n_factors: int = 10, random_seed=0, interval: float = 0.9,
         estimators: dict | None = None, progress: Callable[[str], None] | None = None,
-        sampling: dict | None = None) -> Comparison:
+        sampling: dict | None = None, reference: str | None = None) -> Comparison:
     """Fit and score each method on the same split (same rank, seed and clipping).
 
     Parameters
@@ -224,6 +230,9 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
     progress : optional callback receiving a line per fitted method
     sampling : optional sampler options for :func:`make_estimator` (``chains``,
         ``draws``, ``tune``, ``burn_in``, ``max_seconds``, ``target_ess``, ``cores``)
+    reference : optional method name (e.g. ``"gibbs"``) whose posterior the
+        others are measured against (:func:`bayes_mf.fidelity.fidelity_table`,
+        stored as ``Comparison.fidelity``); it is fitted (first) if not in ``methods``
 
     Returns
     -------
@@ -239,6 +248,8 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
     """
     rows, fitted, preds = [], {}, {}
     methods = list(dict.fromkeys(methods))  # each method once
+    if reference is not None and reference not in methods:
+        methods.insert(0, reference)
     for name in methods:
         est = (estimators or {}).get(name) or make_estimator(name, n_factors, random_seed, **(sampling or {}))
         est.fit(train)
@@ -259,13 +270,30 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
         fitted[name], preds[name] = est, pred
         if progress:
             progress(f"{name}: rmse {s['rmse']:.4f} in {est.fit_seconds_:.2f} s")
-    return Comparison(pd.DataFrame(rows), fitted, preds, train, test, interval)
+    table = pd.DataFrame(rows)
+    fid = None
+    if reference is not None:
+        from .fidelity import fidelity_table
+
+        if table.set_index("method").loc[reference, "kind"] != "posterior":
+            raise ValueError(f"reference {reference!r} is a point estimate; name a posterior method "
+                             "(e.g. 'gibbs')")
+        fid = fidelity_table(fitted, reference, test, interval=interval)
+    return Comparison(table, fitted, preds, train, test, interval, fidelity=fid, reference=reference)
 
 
 def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"),
-            **kw) -> pd.DataFrame:
-    """The table of :func:`run` alone."""
-    return run(train, test, methods, **kw).table
+            *, reference: str | None = None, **kw) -> pd.DataFrame:
+    """The table of :func:`run` alone; with ``reference``, its fidelity columns joined on
+    (``fid_`` + the names of :func:`bayes_mf.fidelity.fidelity`; ``nan`` on the reference's row).
+
+    Example: ``compare(train, test, ["map", "laplace", "pathfinder", "advi"], reference="gibbs")``.
+    """
+    comp = run(train, test, methods, reference=reference, **kw)
+    if comp.fidelity is None:
+        return comp.table
+    fid = comp.fidelity.drop(columns="fit_seconds").set_index("method").add_prefix("fid_")
+    return comp.table.join(fid, on="method")
 
 
 #: columns averaged over folds by :func:`fold_summary`

@@ -128,23 +128,45 @@ def default_scales(y: np.ndarray, n_factors: int) -> dict:
 
 
 # ---------------------------------------------------------------- components
-def _normal(name: str, dims, scale, noncentered: bool, mean=0.0, chol=None):
+def _normal(name: str, dims, scale, noncentered: bool, mean=0.0, chol=None, centred_rows=None):
     r"""``name`` :math:`\sim N(\text{mean}, \text{scale}^2)` (or :math:`N(\text{mean}, LL^\top)` rowwise).
 
     Non-centred, the free variable is ``{name}_z`` :math:`\sim N(0, I)` and ``name`` the
     deterministic :math:`\text{mean} + \text{scale}\, z` (or :math:`\text{mean} + z L^\top`):
     the posterior of :math:`z` no longer narrows with the scale (Neal's funnel), which is what
     gives NUTS low E-BFMI and deep trees on the centred hierarchical model.
+
+    ``centred_rows`` (a boolean mask over the first dim) keeps those rows
+    centred, as free ``{name}_c``, and non-centres the rest: rows the data
+    pin down far more tightly than the prior (heavy users, popular items)
+    sample best centred, sparse rows non-centred (Papaspiliopoulos et al.
+    2007).  Either way the model is the same.
     """
     import pymc as pm
+    import pytensor.tensor as pt
 
-    if not noncentered:
+    mask = None if centred_rows is None else np.asarray(centred_rows, dtype=bool)
+    if not noncentered or (mask is not None and mask.all()):
         if chol is not None:
             return pm.MvNormal(name, mu=0.0 if mean is None else mean, chol=chol, dims=dims)
-        return pm.Normal(name, mean, scale, dims=dims)
-    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
-    value = (z @ chol.T if chol is not None else z * scale)
-    return pm.Deterministic(name, value + mean if mean is not None else value, dims=dims)
+        return pm.Normal(name, 0.0 if mean is None else mean, scale, dims=dims)
+    if mask is None or not mask.any():
+        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
+        value = (z @ chol.T if chol is not None else z * scale)
+        return pm.Deterministic(name, value + mean if mean is not None else value, dims=dims)
+    model = pm.modelcontext(None)
+    shape = tuple(len(model.coords[d]) for d in ((dims,) if isinstance(dims, str) else dims))
+    rows_c, rows_z = np.flatnonzero(mask), np.flatnonzero(~mask)
+    centre = 0.0 if mean is None else mean
+    if chol is not None:
+        part_c = pm.MvNormal(f"{name}_c", mu=centre, chol=chol, shape=(rows_c.size,) + shape[1:])
+    else:
+        part_c = pm.Normal(f"{name}_c", centre, scale, shape=(rows_c.size,) + shape[1:])
+    z = pm.Normal(f"{name}_z", 0.0, 1.0, shape=(rows_z.size,) + shape[1:])
+    part_z = (z @ chol.T if chol is not None else z * scale) + centre
+    full = pt.set_subtensor(pt.zeros(shape)[rows_c], part_c)
+    full = pt.set_subtensor(full[rows_z], part_z)
+    return pm.Deterministic(name, full, dims=dims)
 
 
 def noise_scale(priors: str, value: float | None, y_sd: float):
@@ -169,6 +191,7 @@ def factor_prior(
     cov: np.ndarray | None = None,
     noncentered: bool = False,
     factor_mean: bool = True,
+    centred_rows: np.ndarray | None = None,
 ):
     r"""Latent factors of one side, ``name`` with dims ``(dim, "factor")``.
 
@@ -195,7 +218,8 @@ def factor_prior(
         cannot cross.
 
     ``noncentered`` draws standard-normal ``{name}_z`` and sets ``name`` to
-    the scaled (and shifted) deterministic, see :func:`_normal`.
+    the scaled (and shifted) deterministic, except the ``centred_rows``,
+    see :func:`_normal`.
 
     Returns the factor tensor.
     """
@@ -205,16 +229,16 @@ def factor_prior(
     dims = (dim, "factor")
     if priors == "fixed":
         s = pm.Deterministic(scale_name, pm.math.constant(float(scale)))
-        return _normal(name, dims, s, noncentered)
+        return _normal(name, dims, s, noncentered, centred_rows=centred_rows)
     if priors == "adaptive":
         s = pm.HalfNormal(scale_name, sigma=1.0 if scale is None else float(scale))
-        return _normal(name, dims, s, noncentered)
+        return _normal(name, dims, s, noncentered, centred_rows=centred_rows)
     k = len(pm.modelcontext(None).coords["factor"])
     if mean is not None and cov is not None:
         chol = np.linalg.cholesky(np.asarray(cov, float))
         pm.Deterministic(scale_name, pm.math.constant(float(np.sqrt(np.trace(cov) / k))))
         return _normal(name, dims, None, noncentered, mean=np.asarray(mean, float),
-                       chol=pm.math.constant(chol))
+                       chol=pm.math.constant(chol), centred_rows=centred_rows)
     m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor") if factor_mean else pm.math.zeros(k)
     s0 = 0.5 if scale is None else float(scale)
     # an explicit initial value: PyMC's default (the LKJ support point) is
@@ -226,7 +250,8 @@ def factor_prior(
     chol = pm.math.expand_packed_triangular(k, packed, lower=True)
     # sds are the row norms of the Cholesky factor: tr(LL^T)/k = sum(L^2)/k
     pm.Deterministic(scale_name, pt.sqrt(pt.sum(chol**2) / k))
-    return _normal(name, dims, None, noncentered, mean=m if factor_mean else None, chol=chol)
+    return _normal(name, dims, None, noncentered, mean=m if factor_mean else None, chol=chol,
+                   centred_rows=centred_rows)
 
 
 def constrained_user_factors(
@@ -258,7 +283,7 @@ def constrained_user_factors(
 
 
 def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float | None,
-               noncentered: bool = False):
+               noncentered: bool = False, centred_rows: dict | None = None):
     r"""Global mean :math:`\mu \sim N(\bar y, 1)` and offsets
     :math:`b_i \sim N(0, \sigma_b^2)`, :math:`c_j \sim N(0, \sigma_c^2)`.
 
@@ -286,7 +311,7 @@ def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float
             s = pm.Deterministic(sname, pm.math.constant(float(value)))
         else:
             s = pm.HalfNormal(sname, sigma=1.0 if value is None else float(value))
-        out.append(_normal(name, dim, s, noncentered))
+        out.append(_normal(name, dim, s, noncentered, centred_rows=(centred_rows or {}).get(name)))
     if noncentered:
         shift = out[0].mean() + out[1].mean()
         total = pm.Normal("mu_total", mu=float(center) + shift, sigma=1.0)
@@ -321,6 +346,7 @@ def build_model(
     batch_size: int | None = None,
     parametrization: Literal["centered", "noncentered"] = "centered",
     factor_means: bool = True,
+    centred_rows: dict | None = None,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -364,6 +390,10 @@ def build_model(
         :math:`m_U, m_V`; ``False`` fixes them at 0, which removes the
         mean rating's duplicate homes when ``biases=True``
         (:func:`factor_prior`).
+    centred_rows : dict, optional
+        With ``parametrization="noncentered"``: boolean masks over users or
+        items, keyed ``"U"``, ``"V"``, ``"user_bias"``, ``"item_bias"``, of
+        the rows kept centred (:func:`_normal`).
 
     Returns
     -------
@@ -378,6 +408,12 @@ def build_model(
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     noncentered = parametrization == "noncentered"
+    rows = {k: np.asarray(v, dtype=bool) for k, v in (centred_rows or {}).items()}
+    for key, mask in rows.items():
+        n = ratings.n_users if key in ("U", "user_bias") else ratings.n_items
+        if key not in ("U", "V", "user_bias", "item_bias") or mask.shape != (n,):
+            raise ValueError(f"centred_rows[{key!r}] must be a boolean mask of length {n} "
+                             "(keys 'U', 'V', 'user_bias', 'item_bias')")
     if batch_size is not None and (int(batch_size) < 1 or int(batch_size) > len(ratings)):
         raise ValueError(f"batch_size must be in [1, {len(ratings)}], got {batch_size!r}")
     y = to_model_scale(ratings.rating, link, scale)
@@ -408,7 +444,8 @@ def build_model(
         def side_kw(value, key):
             mean, cov = moments.get(key, (None, None))
             return {"priors": priors, "scale": value, "mean": mean, "cov": cov,
-                    "noncentered": noncentered, "factor_mean": bool(factor_means)}
+                    "noncentered": noncentered, "factor_mean": bool(factor_means),
+                    "centred_rows": rows.get(key)}
 
         if constrained:
             U = constrained_user_factors(
@@ -420,7 +457,7 @@ def build_model(
             U = factor_prior("U", "user", scale_name="sigma_u", **side_kw(given["sigma_u"], "U"))
         V = factor_prior("V", "item", scale_name="sigma_v", **side_kw(given["sigma_v"], "V"))
         if biases:
-            mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"], noncentered)
+            mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"], noncentered, rows)
         else:
             mu = pm.Deterministic("mu", pm.math.constant(center))
         s = noise_scale(scale_priors, given["sigma"], float(np.std(y)) or 1.0)
@@ -439,6 +476,7 @@ def build_model(
         "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
         "constrained": bool(constrained), "scale": scale, "center": center,
         "parametrization": parametrization, "factor_means": bool(factor_means),
+        "centred_rows": {k: v.copy() for k, v in rows.items()},
     }
     return model
 

@@ -31,6 +31,7 @@ __all__ = [
     "energy_plot",
     "sbc_histograms",
     "top_n_intervals",
+    "cost_vs_fidelity",
 ]
 
 
@@ -306,4 +307,32 @@ def top_n_intervals(recs: pd.DataFrame, *, interval: float | None = None, label_
     ax.set(xlabel=what,
            title=f"Top {len(r)}" + ("" if who is None else f" for user {who!r}")
            + ("" if strategy is None else f" (ranked by {strategy})"))
+    return ax
+
+
+def cost_vs_fidelity(fidelity: pd.DataFrame, *, ax=None, reference: str = "reference"):
+    """Fit time (log x) against the predictive-mean distance to the reference (y), one point per method.
+
+    ``fidelity`` is a table of :func:`bayes_mf.fidelity.fidelity_table`.  The
+    y value is the median :math:`|\\bar y^m - \\bar y^{ref}|/s^{ref}` over test
+    pairs; each point is labelled with the method and, where it has a
+    spread, its predictive sd ratio.  Draws on ``ax`` (a new figure if
+    ``None``) and returns it; writes no file.
+    """
+    if ax is None:
+        _, ax = _fig()
+    for r in fidelity.itertuples():
+        ax.scatter(r.fit_seconds, r.mean_dist_median, s=40)
+        label = r.method if np.isnan(r.sd_ratio_median) else f"{r.method} (sd x{r.sd_ratio_median:.2f})"
+        ax.annotate(label, (r.fit_seconds, r.mean_dist_median), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow log range overlap
+    ax.set_xlabel("fit time (s, log scale)")
+    ax.set_ylabel(f"median |mean - {reference} mean| / {reference} sd")
+    ax.set_title(f"cost versus fidelity to {reference}")
+    # room above the highest point for its label
+    ax.set_ylim(0, 1.2 * max(float(np.nanmax(fidelity["mean_dist_median"])), 1e-3))
     return ax

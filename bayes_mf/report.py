@@ -25,7 +25,7 @@ __all__ = ["write_report", "OUTPUTS_MANIFEST", "FIGURES"]
 OUTPUTS_MANIFEST = ".bayes_mf-outputs.json"
 #: figure names a report can hold (``NAME.png``)
 FIGURES = ("posterior_vs_point", "interval_width", "calibration", "ppc", "rank", "trace", "energy",
-           "rmse_by_activity")
+           "rmse_by_activity", "cost_vs_fidelity")
 
 
 def _remove_earlier_outputs(out: Path) -> list[str]:
@@ -48,7 +48,7 @@ def _remove_earlier_outputs(out: Path) -> list[str]:
     return [f"{n}.png" for n in FIGURES if (out / f"{n}.png").exists()]
 
 
-_POSTERIOR_ORDER = ("nuts", "gibbs-implicit", "gibbs", "advi")
+_POSTERIOR_ORDER = ("nuts", "gibbs-implicit", "gibbs", "advi", "advi-lowrank", "pathfinder", "laplace")
 
 
 def _markdown_table(table: pd.DataFrame, interval: float) -> str:
@@ -115,6 +115,11 @@ def _write_figures(comp: Comparison, out, post: list, dpi: int) -> tuple[dict, l
     act_methods = {m: comp.predictions[m] for m in ("als", "map", *post) if m in comp.predictions}
     if act_methods:
         save("rmse_by_activity", lambda: plots.rmse_by_activity(act_methods, tr))
+    if comp.fidelity is not None and len(comp.fidelity):
+        save("cost_vs_fidelity", lambda: plots.cost_vs_fidelity(comp.fidelity,
+                                                                reference=comp.reference).figure)
+    else:
+        skipped.append("cost_vs_fidelity: needs a reference posterior (--reference gibbs)")
     return written, skipped, act_methods
 
 
@@ -167,6 +172,18 @@ def write_report(comp: Comparison, out_dir, *, data_desc: str, data: str = "", f
         md += ["**Not converged: " + ", ".join(unconverged) + ".** Their numbers come from chains "
                "that fail the checks above; do not read them as posterior summaries (the fit-time "
                "warning says what to change).", ""]
+    if comp.fidelity is not None:
+        from .fidelity import format_fidelity
+
+        md += [f"## Fidelity to the {comp.reference} posterior", "",
+               format_fidelity(comp.fidelity, markdown=True), "",
+               f"Same split, model family, rank and seed. *|dmean|/sd*: distance of each test pair's "
+               f"predictive mean to the {comp.reference} one in {comp.reference} predictive sds (median, "
+               "p90); *sd ratio*: median ratio of predictive sds (< 1: over-confident); *in ref 90%*: "
+               f"share of the method's predictive draws inside the {comp.reference} 90% interval (0.90 "
+               "when the predictives agree); the same distance, sd ratio and coverage for sigma and the "
+               "bias scales (sd ratio 0: the method holds the scale fixed at its type-II value). "
+               "n/a: a point estimate has no spread.", ""]
     if act_methods:
         md += ["## RMSE by the user's number of training ratings", "", "```",
                by_activity(act_methods, tr).to_string(index=False, float_format="%.4f"), "```", ""]

@@ -180,36 +180,41 @@ def test_ids_label_coords():
     assert list(m.coords["item"]) == ["x", "y"]
 
 
+@pytest.mark.parametrize("mixed", [False, True])
 @pytest.mark.parametrize("priors", ["adaptive", "bpmf"])
-def test_noncentred_model_is_the_centred_model(sim, priors):
-    """Same density up to the Jacobian of F = m + z L^T (per row log|det L|; s per entry); the
-    shear mu' = mu + mean(b) + mean(c) has unit Jacobian."""
+def test_noncentred_model_is_the_centred_model(sim, priors, mixed):
+    """Same density up to the Jacobian of F = m + z L^T (per non-centred row log|det L|; s per
+    entry); the shear mu' = mu + mean(b) + mean(c) has unit Jacobian.  ``mixed``: some rows kept
+    centred."""
     r = sim.ratings
+    rng = np.random.default_rng(1)
+    n = {"U": r.n_users, "user_bias": r.n_users, "V": r.n_items, "item_bias": r.n_items}
+    rows = {k: rng.random(v) < 0.5 for k, v in n.items()} if mixed else {}
     kw = {"priors": priors, "factor_means": priors == "bpmf"}
     c = build_model(r, 2, **kw)
-    nc = build_model(r, 2, parametrization="noncentered", **kw)
+    nc = build_model(r, 2, parametrization="noncentered", centred_rows=rows, **kw)
     assert {"U_z", "V_z", "user_bias_z", "item_bias_z"} <= free_names(nc)
     assert not {"U", "V", "user_bias", "item_bias", "mu"} & free_names(nc)
-    rng = np.random.default_rng(0)
+    assert mixed == ({"U_c", "V_c", "user_bias_c", "item_bias_c"} <= free_names(nc))
     ip = nc.initial_point()
     point_nc = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ip.items()}
-    # the centred point with the same values of every deterministic
     names = ("U", "V", "user_bias", "item_bias", "mu")
     fn = nc.compile_fn(nc.replace_rvs_by_values([nc[n] for n in names]), inputs=nc.value_vars,
                        on_unused_input="ignore")
-    point_c = {k: v for k, v in point_nc.items() if not k.endswith("_z") and k != "mu_total"}
+    point_c = {k: v for k, v in point_nc.items() if not k.endswith(("_z", "_c")) and k != "mu_total"}
     point_c.update(dict(zip(names, fn(point_nc), strict=True)))
     diff = c.compile_logp()(point_c) - nc.compile_logp()(point_nc)
+    free_rows = {k: n[k] - int(rows[k].sum()) if mixed else n[k] for k in n}
     sb, sc = np.exp(point_nc["sigma_b_log__"]), np.exp(point_nc["sigma_c_log__"])
-    log_jac = r.n_users * np.log(sb) + r.n_items * np.log(sc)
+    log_jac = free_rows["user_bias"] * np.log(sb) + free_rows["item_bias"] * np.log(sc)
     if priors == "adaptive":
         su, sv = np.exp(point_nc["sigma_u_log__"]), np.exp(point_nc["sigma_v_log__"])
-        log_jac += 2 * (r.n_users * np.log(su) + r.n_items * np.log(sv))
+        log_jac += 2 * (free_rows["U"] * np.log(su) + free_rows["V"] * np.log(sv))
     else:
-        for side, n in (("u", r.n_users), ("v", r.n_items)):
+        for side, key in (("u", "U"), ("v", "V")):
             chol = nc.replace_rvs_by_values([pm.math.expand_packed_triangular(2, nc[f"chol_{side}"])])
             L = nc.compile_fn(chol[0], inputs=nc.value_vars, on_unused_input="ignore")(point_nc)
-            log_jac += n * np.log(abs(np.linalg.det(L)))
+            log_jac += free_rows[key] * np.log(abs(np.linalg.det(L)))
     np.testing.assert_allclose(diff, -log_jac, rtol=1e-9, atol=1e-8)
 
 

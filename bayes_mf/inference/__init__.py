@@ -50,8 +50,9 @@ the mode ignores, so the mode over-fits with them (u1, rank 10: test RMSE
 therefore multiplies the factor prior precision by the value of a small
 grid that predicts a random 5 % slice of the training ratings best (u1: 3,
 RMSE 0.923); the noise and bias scales stay at their type-II values.
-The mode is found by exact alternating updates (:func:`posterior_mode`) and finished with L-BFGS-B on PyMC's
-compiled log-density and gradient (``pm.find_MAP``) -- never started from
+The mode is found by exact alternating updates (:func:`posterior_mode`) and
+finished with L-BFGS-B on the model's log density and gradient (NumPy for
+the identity link, PyMC's ``pm.find_MAP`` otherwise) -- never started from
 :math:`U = V = 0`, a saddle point where the gradient vanishes.  For the
 logistic link the scales are mapped through the slope of the link at the
 mean rating (delta method) and L-BFGS-B does all the work.
@@ -61,6 +62,21 @@ from the MAP point and the type-II scales.  ADVI keeps the scales at their
 type-II values: mean-field ADVI with learned scales prunes the factors
 (u1, rank 10: :math:`\sigma_U` 0.45 -> 0.14, test RMSE 0.953, the bias
 baseline; with type-II scales 0.923).
+
+The approximation ladder
+------------------------
+Between MAP (no spread) and the exact samplers, three Gaussian rungs work on
+the *plug-in* model (every scale at its type-II value, identity link,
+unconstrained factors; :mod:`~bayes_mf.inference.gaussian` writes its log
+density and gradient in NumPy): ``"laplace"`` (the mode with the exact
+per-row blocks of the negative Hessian as precision,
+:mod:`~bayes_mf.inference.laplace`), ``"pathfinder"`` (single-path
+Pathfinder, :mod:`~bayes_mf.inference.pathfinder`) and ``"advi-lowrank"``
+(diagonal plus rank-10 covariance, :mod:`~bayes_mf.inference.advi`), beside
+mean-field ``"advi"``.  Each stores ``draws * chains`` draws as one chain;
+:mod:`bayes_mf.fidelity` measures them against a reference posterior.
+The identity-link MAP finishes its mode by L-BFGS-B on the same NumPy log
+density (PyMC's ``find_MAP`` for the other variants).
 
 Sampler statistics
 ------------------

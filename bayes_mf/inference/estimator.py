@@ -15,17 +15,21 @@ import numpy as np
 from ..base import BayesianEstimator, _check_rating_unit, _in_units
 from ..data import Ratings
 from ..models import PARAMETRIZATIONS, check_options, model_name
-from .advi import fit_advi
+from .advi import fit_advi, fit_advi_lowrank
 from .gibbs import fit_gibbs
+from .laplace import fit_laplace
 from .map import fit_map
 from .nuts import fit_nuts
+from .pathfinder import fit_pathfinder
 from .sampling import initvals, sampling_model
 from .stats import _posterior_dict, _pred_check, check_pairs
 from .typeii import TypeII, empirical_bayes
 
 __all__ = ["PMF", "METHODS", "NUTS_SAMPLERS"]
 
-METHODS = ("map", "advi", "nuts", "gibbs")
+METHODS = ("map", "laplace", "pathfinder", "advi", "advi-lowrank", "nuts", "gibbs")
+#: the approximations past the MAP step, each in its own module
+_APPROXIMATIONS = {"laplace": fit_laplace, "pathfinder": fit_pathfinder, "advi-lowrank": fit_advi_lowrank}
 NUTS_SAMPLERS = ("nutpie", "pymc", "numpyro")
 
 
@@ -54,7 +58,14 @@ class PMF(BayesianEstimator):
         ``"logistic"`` maps ratings to [0, 1] and needs a rating scale.
     constrained : bool
         Constrained PMF user factors.
-    method : {"map", "advi", "nuts", "gibbs"}
+    method : {"map", "laplace", "pathfinder", "advi", "advi-lowrank", "nuts", "gibbs"}
+        The approximation ladder: ``"laplace"`` (block-diagonal Laplace at
+        the plug-in mode, :mod:`.laplace`), ``"pathfinder"`` (single-path
+        Pathfinder, :mod:`.pathfinder`), ``"advi"`` (mean-field) and
+        ``"advi-lowrank"`` (diagonal plus rank-10 covariance, :mod:`.advi`)
+        hold the scales at their type-II values and store ``draws * chains``
+        draws as one chain (``"laplace"``, ``"pathfinder"`` and
+        ``"advi-lowrank"``: identity link, unconstrained factors only);
         ``"gibbs"`` delegates to :class:`bayes_mf.gibbs.GibbsPMF`.
     draws, tune, chains : int
         Posterior draws per chain, warm-up steps (NUTS), chains (>= 2 for
@@ -266,6 +277,8 @@ class PMF(BayesianEstimator):
             self._fit_map(r, store=False)
         if self.method == "nuts":
             return self._fit_nuts(r)
+        if self.method in _APPROXIMATIONS:
+            return _APPROXIMATIONS[self.method](self, r)
         return self._fit_advi(r)
 
     def _elapsed(self) -> float:

@@ -69,7 +69,7 @@ def fit_nuts(est, r: Ratings) -> None:
 
 
 #: factor variables (centred or non-centred), started at the MAP point in every chain
-_FACTORS = {"U", "V", "Y", "W", "U_z", "V_z", "Y_z", "W_z"}
+_FACTORS = {"U", "V", "Y", "W", "U_z", "V_z", "Y_z", "W_z", "U_c", "V_c", "Y_c", "W_c"}
 
 
 def _jittered(point: dict, names: set, chains: int, seed) -> list:

@@ -55,7 +55,32 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
     return build_model(r, int(est.n_factors), priors=est.priors, biases=est.biases,
                        link=est.link, constrained=est.constrained, scale=est._scale,
                        batch_size=batch_size, parametrization=est.parametrization,
-                       factor_means=learn_factor_means(est), **kw)
+                       factor_means=learn_factor_means(est), centred_rows=centred_rows(est, r), **kw)
+
+
+def centred_rows(est, r: Ratings) -> dict | None:
+    r"""Rows the non-centred NUTS model keeps centred: those the data inform more than the prior.
+
+    A row's data precision against its prior precision, at the type-II scales:
+    :math:`n_i\sigma_b^2/\sigma^2` for a bias, :math:`n_i\sigma_U^2\sigma_V^2/\sigma^2`
+    for a factor row (its ratings times the other side's factor variance over
+    the noise).  Above 1 the posterior is data-dominated and the centred form
+    mixes better; below, the non-centred (Papaspiliopoulos, Roberts & Sköld 2007).
+    """
+    if est.parametrization != "noncentered":
+        return None
+    s = est._map_scales
+    noise = float(s["sigma"]) ** 2
+    counts = {"user": np.bincount(r.user, minlength=r.n_users), "item": np.bincount(r.item, minlength=r.n_items)}
+    out = {}
+    if est.biases:
+        out["user_bias"] = counts["user"] * float(s["sigma_b"]) ** 2 / noise > 1.0
+        out["item_bias"] = counts["item"] * float(s["sigma_c"]) ** 2 / noise > 1.0
+    if not est.constrained:
+        product = float(s["sigma_u"]) ** 2 * float(s["sigma_v"]) ** 2 / noise
+        out["U"] = counts["user"] * product > 1.0
+        out["V"] = counts["item"] * product > 1.0
+    return out
 
 
 def learn_factor_means(est) -> bool:
@@ -95,7 +120,8 @@ _WHITENED = {
 
 
 def _whitened(point: dict, free: dict, model) -> dict:
-    """Start values of the non-centred ``*_z`` variables from a centred point."""
+    """Start values of the non-centred ``*_z`` (and centred ``*_c``) variables from a centred point."""
+    rows = getattr(model, "bayes_mf_spec", {}).get("centred_rows", {})
     out = {}
     for zname, (name, sname, mname, cname) in _WHITENED.items():
         source = "Y" if zname == "Y_z" else name
@@ -107,9 +133,16 @@ def _whitened(point: dict, free: dict, model) -> dict:
             L = np.zeros((k, k))
             L[np.tril_indices(k)] = np.asarray(point[cname], dtype=float)
             mean = np.asarray(point[mname], dtype=float) if mname in free else 0.0
-            out[zname] = np.linalg.solve(L, (value - mean).T).T
+            z = np.linalg.solve(L, (value - mean).T).T
         elif sname in point:
-            out[zname] = value / float(np.asarray(point[sname]))
+            z = value / float(np.asarray(point[sname]))
+        else:
+            continue
+        mask = rows.get("U" if source == "Y" else source)
+        if mask is not None and mask.any():
+            out[f"{zname[:-2]}_c"] = value[mask]
+            z = z[~mask]
+        out[zname] = z
     if "mu_total" in free and "mu" in point:
         # the non-centred model's free mean is mu + mean(b) + mean(c) (models.bias_terms)
         out["mu_total"] = np.asarray(float(np.asarray(point["mu"])) + sum(

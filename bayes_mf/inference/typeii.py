@@ -51,19 +51,24 @@ def _batched_inv(A: np.ndarray) -> np.ndarray:
 
 
 def _side_update(index: SideIndex, design: np.ndarray, target: np.ndarray, sigma2: float,
-                 prior_mean: np.ndarray, prior_prec: np.ndarray, extra_gram: np.ndarray | None):
+                 prior_mean: np.ndarray, prior_prec: np.ndarray, extra_gram: np.ndarray | None,
+                 cov: bool = True):
     r"""Gaussian posterior of every row of one side with the other side fixed at its mean.
 
     Precision :math:`A_r = G_r/\sigma^2 + P`, mean :math:`A_r^{-1}(b_r/\sigma^2 + P m)`
     with :math:`G_r = \sum_{n\in r} x_n x_n^\top` (+ the other side's
     posterior covariances, ``extra_gram``, for the mean-field expectation).
+    With ``cov=False`` only the mean is computed (a solve instead of an
+    inverse: the mode needs no covariance) and ``S`` is ``None``.
     """
     G = index.gram(design)
     if extra_gram is not None:
         G = G + extra_gram
     A = G / sigma2 + prior_prec[None]
-    S = _batched_inv(A)
     rhs = index.rhs(design, target) / sigma2 + (prior_prec @ prior_mean)[None]
+    if not cov:
+        return np.linalg.solve(A, rhs[..., None])[..., 0], None, G
+    S = _batched_inv(A)
     return np.einsum("rab,rb->ra", S, rhs), S, G
 
 
@@ -265,9 +270,9 @@ def posterior_mode(
 
     for _ in range(int(sweeps)):
         target = y - _offset(B, r.item, k, biases)
-        A, _, _ = _side_update(by_user, _design(B, k, biases), target, sigma2, pmA, PA, None)
+        A, _, _ = _side_update(by_user, _design(B, k, biases), target, sigma2, pmA, PA, None, cov=False)
         target = y - _offset(A, r.user, k, biases)
-        B, _, _ = _side_update(by_item, _design(A, k, biases), target, sigma2, pmB, PB, None)
+        B, _, _ = _side_update(by_item, _design(A, k, biases), target, sigma2, pmB, PB, None, cov=False)
     return A, B
 
 
