@@ -12,13 +12,22 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["sha256_file", "tree_digests", "atomic_write_text", "check_writable_file",
+__all__ = ["sha256_file", "md5_file", "tree_digests", "atomic_write_text", "check_writable_file",
            "check_writable_dir"]
 
 
 def sha256_file(path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (never whole into memory)."""
     h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def md5_file(path) -> str:
+    """Hex md5 of a file, read in 1 MiB blocks: only to compare with a digest a publisher gives."""
+    h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)

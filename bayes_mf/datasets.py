@@ -1,26 +1,43 @@
-"""Data sets: MovieLens (local folder -> cache -> verified download) and
-ratings simulated from the PMF generative model (the built-in default).
+"""Data sets: MovieLens 100K to 32M and the Netflix prize (local folder -> cache ->
+verified download), and simulated ratings (:func:`simulate_pmf`, :func:`synthetic`).
 
 MovieLens files are never shipped or committed (their licence forbids
 redistribution).  :func:`movielens_path` looks for them, in this order,
 
-1. ``$BAYES_MF_DATA/ml-100k`` (or ``ml-1m``),
+1. ``$BAYES_MF_DATA/<folder>`` (``ml-100k``, ``ml-1m``, ``ml-10M100K``, ``ml-20m``, ``ml-25m``,
+   ``ml-32m``),
 2. the user cache ``$BAYES_MF_CACHE`` or ``~/.cache/bayes_mf``,
 3. a download of the official GroupLens archive into the cache.
 
-Every file the package reads is checked before it is read: for 100K each
-file (``u.data``, the fold files ``u1..u5.base/test``, ``u.item``,
-``u.user``) against its sha256 from the official release, so a truncated or
-edited file is a :class:`DataIntegrityError`, never a silently smaller data
-set.  No checksum of the 1M release could be verified here (no local copy,
-no digest published by GroupLens that we could check), so ML-1M files are
-checked by their row counts instead.
+What is checked, and against what:
+
+- **100K**: every file read (``u.data``, the fold files ``u1..u5.base/test``,
+  ``u.item``, ``u.user``) against its sha256 from the official release, at
+  every first read in a process.
+- **1M, 10M, 20M, 25M, 32M**: the downloaded archive against the md5 GroupLens
+  publishes next to it (``ml-25m.zip.md5`` etc.; the values in
+  :data:`_ARCHIVES` are those published digests, as recorded by many
+  independent projects, not computed here: no copy of these archives was
+  available offline), before anything is unpacked; and at every load the
+  ratings file's row count against the release's documented count
+  (1,000,209; 10,000,054; 20,000,263; 25,000,095; 32,000,204).  A per-file
+  sha256 is verified too wherever one is recorded in a spec's ``sha256`` map
+  (none is, for these releases, yet).
+- **Netflix prize** (:func:`load_netflix`): no longer distributed by Netflix,
+  so never downloaded; no digest is recorded (``_NETFLIX["sha256"]`` is empty
+  and checked when filled).  The 100,480,507 ratings, 480,189 users and
+  17,770 movies of the training set are checked at every load.
+
+Large files are streamed in blocks (:mod:`bayes_mf._streaming`): ``int32``
+ids, ``float32`` ratings and ``int32`` timestamps, parsed with no Python loop
+per rating; a malformed line is a :class:`DataIntegrityError` naming the file
+and line.
 
 A download is streamed to a temporary file (never held whole in memory),
 refused past a size limit, checked to be a zip archive (an HTML error page
-is a clear :class:`DataNotFoundError`, not ``BadZipFile``), extracted into a
-temporary folder and moved into the cache only once its files' checksums
-match.
+is a clear :class:`DataNotFoundError`, not ``BadZipFile``) and against its
+published md5, extracted into a temporary folder and moved into the cache
+only once its files' checksums match.
 """
 
 from __future__ import annotations
@@ -32,14 +49,15 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._files import sha256_file
-from ._util import rowdot
+from ._files import md5_file, sha256_file
+from ._releases import _ARCHIVES, _NETFLIX, _SHA256_100K  # noqa: F401 (tests read _SHA256_100K)
+from ._streaming import LAYOUTS, DataIntegrityError, DataNotFoundError, RatingArrays, read_ratings, to_ratings
+from ._synthetic import NETFLIX_SHAPE, SimulatedPMF, observed_pairs, simulate_pmf, synthetic
 from .data import Ratings
 
 __all__ = [
@@ -50,55 +68,17 @@ __all__ = [
     "movielens_fold",
     "movielens_items",
     "movielens_users",
+    "load_netflix",
+    "netflix_files",
+    "read_ratings",
+    "RatingArrays",
+    "LAYOUTS",
     "simulate_pmf",
     "SimulatedPMF",
+    "observed_pairs",
+    "synthetic",
+    "NETFLIX_SHAPE",
 ]
-
-#: sha256 of every ML-100K file the package reads, computed from the official release
-#: (the copy described in shared/data/README.md; u.data's digest is the one published there)
-_SHA256_100K = {
-    "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
-    "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
-    "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
-    "u1.base": "ce253ec86c448b44fb3ba9a30d12dcfc2e9210cbde71efada3730c22e9ac212a",
-    "u1.test": "18c6014a4b2c7324f250a63f8904a7b16b2b19f911129e346141507b0cbac950",
-    "u2.base": "6c06f0b5df4b256da1a994f3ac66edc8da4d3f09bc9282df6b14d893366d703e",
-    "u2.test": "4de658d1e04ed9104629509a2e2528fce833ac8e048280183f1df167632038c3",
-    "u3.base": "afdc155c291c6edc41c0407e39d7462eb98d341e064f0b0a12175b80b3c4af5d",
-    "u3.test": "0f548b51c78327de4c156461d3e430b7e5579fe2b5681586a59416e48fd35f6d",
-    "u4.base": "219f0f4d40dfe9c5141d425f53fa91ee23ed275f14e280bbf1b50117afb064ca",
-    "u4.test": "7c02ad0a1e7ab1083c8b9d4b627203a051dd7b5eab46d99fa44de33470de8db9",
-    "u5.base": "a9574e59ce961eec2121627760b6e9b0974ce1637b3fe69ac32cb14a4bfab485",
-    "u5.test": "351cc52e0d15b6c721466276fc24671d40936899e3d01fadeaf312915b8c5634",
-}
-
-_ARCHIVES = {
-    "100k": {
-        "folder": "ml-100k",
-        "url": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        "ratings": "u.data",
-        "sha256": _SHA256_100K,
-        "max_bytes": 20_000_000,  # the archive is about 5 MB; anything far larger is not it
-    },
-    "1m": {
-        "folder": "ml-1m",
-        "url": "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-        "ratings": "ratings.dat",
-        # no published digest we could verify: row counts (from the release's README) instead
-        "sha256": {},
-        "n_rows": {"ratings.dat": 1_000_209, "movies.dat": 3_883},
-        "max_bytes": 30_000_000,  # about 6 MB
-    },
-}
-
-
-class DataNotFoundError(FileNotFoundError):
-    """MovieLens files are neither local, cached, nor downloadable."""
-
-
-class DataIntegrityError(DataNotFoundError):
-    """A MovieLens file is present but truncated, edited or not the official release."""
-
 
 def _cache_dir() -> Path:
     env = os.environ.get("BAYES_MF_CACHE")
@@ -189,6 +169,10 @@ def _download(url: str, dest: Path, spec: dict | None = None, *, quiet: bool = F
             shown = head[:40].decode("latin-1").strip()
             raise DataNotFoundError(f"{url} did not return a zip archive (it starts with {shown!r}: an "
                                     "HTML error or login page, or a proxy?)")
+        expected_md5 = spec.get("md5")
+        if expected_md5 and md5_file(archive) != expected_md5:
+            raise DataNotFoundError(f"{url}: the archive's md5 is not the published {expected_md5} "
+                                    "(a damaged or changed download); nothing was extracted")
         unpacked = Path(tmpd) / "unpacked"
         try:
             with zipfile.ZipFile(archive) as zf:
@@ -225,7 +209,8 @@ def _download(url: str, dest: Path, spec: dict | None = None, *, quiet: bool = F
 
 
 def movielens_path(variant: str = "100k", *, download: bool = True) -> Path:
-    """Folder holding the MovieLens files (``ml-100k`` or ``ml-1m``).
+    """Folder holding the files of a MovieLens release (``"100k"``, ``"1m"``, ``"10m"``, ``"20m"``,
+    ``"25m"`` or ``"32m"``): ``$BAYES_MF_DATA/<folder>``, the cache, or a verified download.
 
     Raises
     ------
@@ -277,20 +262,116 @@ def _to_ratings(frame: pd.DataFrame) -> Ratings:
     return r
 
 
-def load_movielens(variant: str = "100k", *, download: bool = True) -> Ratings:
-    """All ratings of MovieLens 100K (``"100k"``) or 1M (``"1m"``), scale 1-5.
+def load_movielens(variant: str = "100k", *, download: bool = True, check_duplicates: bool = True,
+                   block_bytes: int = 32 << 20) -> Ratings:
+    """All ratings of a MovieLens release.
 
-    Ids are the data set's own integer ids; timestamps are in ``meta``.
+    Parameters
+    ----------
+    variant : {"100k", "1m", "10m", "20m", "25m", "32m"}
+        Scale 1-5 in whole stars (100K, 1M) or half stars from 0.5 (10M and later).
+    download : bool
+        Download the official archive into the cache when it is not found locally.
+    check_duplicates : bool
+        Refuse a repeated (user, item) pair (one sort of the pairs; about 10 s at 32M).
+    block_bytes : int
+        Bytes parsed at once for 1M and larger (they are streamed, see :func:`read_ratings`).
+
+    Returns
+    -------
+    Ratings
+        Ids are the data set's own integer ids, rows in file order; ``meta["timestamp"]``
+        holds Unix seconds (``int64`` for 100K, ``int32`` for the streamed releases).
+        ``rating`` is ``float64``, the dtype :class:`~bayes_mf.data.Ratings` documents and
+        every estimator computes in (the streamed columns are ``int32``/``float32`` until then;
+        :func:`read_ratings` returns them as they are, 16 bytes per rating).
+
+    Raises
+    ------
+    DataIntegrityError
+        A file that fails its checksum or row count, or a malformed line (file and line named).
+    DataNotFoundError
+        The release is neither local nor downloadable.
     """
     spec = _spec(variant)
     folder = movielens_path(variant, download=download)
     if spec["ratings"] == "u.data":
-        frame = _read_100k(folder / "u.data")
+        return _to_ratings(_read_100k(folder / "u.data"))
+    name = spec["ratings"]
+    path = _checked(folder, name, spec)
+    arrays = read_ratings(path, spec["layout"], scale=spec["scale"], step=spec["step"],
+                          n_rows=spec["n_rows"].get(name), block_bytes=block_bytes)
+    r = to_ratings(arrays, spec["scale"], check_duplicates=check_duplicates, where=str(path))
+    r.meta["source"] = f"MovieLens {variant.lower()}"
+    return r
+
+
+def netflix_files(folder) -> list[Path]:
+    """The Netflix training files in ``folder``: ``combined_data_*.txt``, else ``training_set/mv_*.txt``."""
+    folder = Path(folder)
+    combined = sorted(folder.glob("combined_data_*.txt"))
+    if combined:
+        return combined
+    return sorted((folder / "training_set").glob("mv_*.txt")) or sorted(folder.glob("mv_*.txt"))
+
+
+def load_netflix(path=None, *, check_duplicates: bool = True, check_counts: bool = True,
+                 block_bytes: int = 32 << 20) -> Ratings:
+    """The Netflix prize training set (100,480,507 ratings, 1-5 stars), from local files.
+
+    Netflix no longer distributes the data, so nothing is downloaded.  Both
+    layouts of the release are read: the original ``training_set/mv_0000001.txt``
+    ... files (a ``MovieID:`` line, then ``CustomerID,Rating,YYYY-MM-DD`` lines)
+    and the ``combined_data_1..4.txt`` files (the same blocks, concatenated).
+
+    Parameters
+    ----------
+    path : path, optional
+        The folder holding either layout; default ``$BAYES_MF_DATA/netflix``,
+        then ``<cache>/netflix``.
+    check_duplicates : bool
+        Refuse a repeated (customer, movie) pair (one sort of the pairs, about 10 s).
+    check_counts : bool
+        Require the release's 100,480,507 ratings, 480,189 customers and 17,770
+        movies (no published checksum of these files is known to us, so the counts
+        are the integrity check; per-file sha256 values added to ``_NETFLIX["sha256"]``
+        are verified too).  Turn it off for a subset in the same layout.
+    block_bytes : int
+        Bytes parsed at once.
+
+    Returns
+    -------
+    Ratings
+        Customer and movie ids as given, ``meta["timestamp"]``: ``int32`` Unix seconds of
+        the rating's date (midnight UTC).
+    """
+    spec = _NETFLIX
+    if path is not None:
+        folders = [Path(path).expanduser()]
     else:
-        frame = pd.read_csv(folder / spec["ratings"], sep="::", engine="python", header=None,
-                            names=["user", "item", "rating", "timestamp"])
-        _check_rows(frame, folder / spec["ratings"], spec)
-    return _to_ratings(frame)
+        folders = [Path(os.environ["BAYES_MF_DATA"]).expanduser() / spec["folder"]] \
+            if os.environ.get("BAYES_MF_DATA") else []
+        folders.append(_cache_dir() / spec["folder"])
+    for folder in folders:
+        files = netflix_files(folder)
+        if files:
+            break
+    else:
+        raise DataNotFoundError(
+            f"no Netflix prize files (combined_data_*.txt or training_set/mv_*.txt) in "
+            f"{[str(f) for f in folders]}. Netflix no longer distributes them: put your copy in one "
+            "of these folders or pass its path.")
+    for f in files:
+        _checked(f.parent, f.name, spec)
+    arrays = read_ratings(files, "netflix", scale=spec["scale"], step=spec["step"],
+                          n_rows=spec["n_rows"] if check_counts else None, block_bytes=block_bytes)
+    r = to_ratings(arrays, spec["scale"], check_duplicates=check_duplicates, where=str(folder),
+                   names=("customer", "movie", "rating"))
+    if check_counts and (r.n_users, r.n_items) != (spec["n_users"], spec["n_items"]):
+        raise DataIntegrityError(f"{folder}: {r.n_users:,} customers x {r.n_items:,} movies, expected "
+                                 f"{spec['n_users']:,} x {spec['n_items']:,}: not the official release")
+    r.meta["source"] = "Netflix prize training set"
+    return r
 
 
 def movielens_fold(variant: str = "100k", k: int = 1, *, download: bool = True) -> tuple[Ratings, Ratings]:
@@ -321,7 +402,8 @@ _GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Co
 
 
 def movielens_items(variant: str = "100k", *, download: bool = True) -> pd.DataFrame:
-    """Item table indexed by item id: ``title`` (and genres for 100K)."""
+    """Item table indexed by item id: ``title`` and genres (100K: one 0/1 column per genre;
+    later releases: one ``genres`` string, ``|``-separated)."""
     spec = _spec(variant)
     folder = movielens_path(variant, download=download)
     if spec["folder"] == "ml-100k":
@@ -329,10 +411,13 @@ def movielens_items(variant: str = "100k", *, download: bool = True) -> pd.DataF
         items = pd.read_csv(_checked(folder, "u.item", spec), sep="|", header=None, names=cols,
                             encoding="latin-1")
         items = items.drop(columns=["video_release_date", "url"])
-    else:
-        items = pd.read_csv(folder / "movies.dat", sep="::", engine="python", header=None,
+    elif spec["layout"] == "movielens-dat":
+        items = pd.read_csv(_checked(folder, "movies.dat", spec), sep="::", engine="python", header=None,
                             names=["item", "title", "genres"], encoding="latin-1")
         _check_rows(items, folder / "movies.dat", spec)
+    else:
+        items = pd.read_csv(_checked(folder, "movies.csv", spec), encoding="utf-8")
+        items = items.rename(columns={"movieId": "item"})
     return items.set_index("item")
 
 
@@ -348,103 +433,8 @@ def movielens_users(variant: str = "100k", *, download: bool = True) -> pd.DataF
 
 
 def _check_rows(frame: pd.DataFrame, path: Path, spec: dict) -> None:
-    """ML-1M files have no verified checksum: their row counts are checked instead."""
+    """Files with no recorded sha256 (ML-1M ``movies.dat``) are checked by their row counts."""
     expected = spec.get("n_rows", {}).get(path.name)
     if expected is not None and len(frame) != expected:
         raise DataIntegrityError(f"{path} has {len(frame)} rows, expected {expected}: the file is "
                                  "truncated or not the official release. Delete it to download it again.")
-
-
-@dataclass(frozen=True)
-class SimulatedPMF:
-    """Ratings drawn from the PMF model together with the truth that made them.
-
-    ``ratings`` holds the observed triplets (ids are 0..n-1, equal to codes);
-    ``mean(u, i)`` gives the noise-free mean of any pairs.
-    """
-
-    ratings: Ratings
-    U: np.ndarray
-    V: np.ndarray
-    sigma: float
-    global_mean: float
-    user_bias: np.ndarray
-    item_bias: np.ndarray
-
-    def mean(self, user, item) -> np.ndarray:
-        r"""Noise-free mean :math:`\mu + b_i + c_j + U_i \cdot V_j` of pairs (codes)."""
-        user = np.asarray(user)
-        item = np.asarray(item)
-        return (self.global_mean + self.user_bias[user] + self.item_bias[item]
-                + rowdot(self.U, self.V, user, item))
-
-
-def observed_pairs(rng: np.random.Generator, n_users: int, n_items: int,
-                   density: float) -> tuple[np.ndarray, np.ndarray]:
-    """A random set of (user, item) codes with expected fraction ``density`` of all pairs.
-
-    Every user and every item gets at least one pair; the pairs are sampled
-    without ever forming the users x items matrix.
-    """
-    n_cells = n_users * n_items
-    target = int(round(density * n_cells))
-    if density > 0.5:
-        flat = rng.choice(n_cells, size=target, replace=False)
-    else:
-        # oversample and de-duplicate: O(n_obs) memory, never O(n_users * n_items)
-        draw = rng.integers(0, n_cells, size=int(target * 1.05) + 16)
-        flat = np.unique(draw)
-        if flat.size > target:
-            flat = rng.choice(flat, size=target, replace=False)
-    cover = np.concatenate([
-        np.arange(n_users, dtype=np.int64) * n_items + rng.integers(0, n_items, n_users),
-        rng.integers(0, n_users, n_items).astype(np.int64) * n_items + np.arange(n_items),
-    ])
-    flat = np.unique(np.concatenate([flat, cover]))
-    flat = flat[rng.permutation(flat.size)]
-    user = (flat // n_items).astype(np.int32)
-    item = (flat % n_items).astype(np.int32)
-    return user, item
-
-
-def simulate_pmf(
-    n_users: int = 300,
-    n_items: int = 200,
-    n_factors: int = 3,
-    density: float = 0.1,
-    noise_sd: float = 0.5,
-    *,
-    sigma_u: float = 1.0,
-    sigma_v: float = 1.0,
-    global_mean: float = 0.0,
-    bias_sd: float = 0.0,
-    random_seed: int | None = 0,
-) -> SimulatedPMF:
-    r"""Draw ratings from the PMF generative model (Salakhutdinov & Mnih 2007).
-
-    .. math::
-        U_i \sim N(0, \sigma_U^2 I),\quad V_j \sim N(0, \sigma_V^2 I),\quad
-        R_{ij} \sim N(\mu + b_i + c_j + U_i^\top V_j,\ \sigma^2)
-
-    over a random set of observed pairs with expected fraction ``density``
-    (each user and each item gets at least one rating).  Biases
-    ``b, c ~ N(0, bias_sd²)`` and ``global_mean`` default to 0, the plain PMF.
-    Ratings are continuous (no scale is declared); the pairs are sampled
-    without ever forming the users x items matrix.
-    """
-    if not 0 < density <= 1:
-        raise ValueError(f"density must be in (0, 1], got {density}")
-    if min(n_users, n_items, n_factors) < 1:
-        raise ValueError("n_users, n_items and n_factors must be >= 1")
-    rng = np.random.default_rng(random_seed)
-    U = rng.normal(0.0, sigma_u, size=(n_users, n_factors))
-    V = rng.normal(0.0, sigma_v, size=(n_items, n_factors))
-    b = rng.normal(0.0, bias_sd, size=n_users) if bias_sd > 0 else np.zeros(n_users)
-    c = rng.normal(0.0, bias_sd, size=n_items) if bias_sd > 0 else np.zeros(n_items)
-
-    user, item = observed_pairs(rng, n_users, n_items, density)
-    mean = global_mean + b[user] + c[item] + rowdot(U, V, user, item)
-    rating = mean + rng.normal(0.0, noise_sd, size=user.size)
-    ratings = Ratings(user, item, rating, pd.RangeIndex(n_users, name="user"),
-                      pd.RangeIndex(n_items, name="item"))
-    return SimulatedPMF(ratings, U, V, float(noise_sd), float(global_mean), b, c)

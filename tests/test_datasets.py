@@ -75,7 +75,7 @@ def test_offline_download_gives_clear_error(tmp_path, monkeypatch):
 
 def test_unknown_variant_and_fold():
     with pytest.raises(ValueError, match="unknown MovieLens variant"):
-        datasets.movielens_path("20m")
+        datasets.movielens_path("50m")
     with pytest.raises(ValueError, match="fold must be 1..5"):
         datasets.movielens_fold("100k", 7)
 
