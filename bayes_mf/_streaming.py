@@ -177,7 +177,8 @@ def _ids(block: _Block, values: np.ndarray, col: str, lines: np.ndarray | None =
     bad = (values < 0) | (values > _INT32_MAX) | (values != np.floor(values))
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        _fail(block, pos if lines is None else lines[pos], f"{col} {values[pos].item()!r} is not an integer id")
+        _fail(block, pos if lines is None else lines[pos],
+              f"{col} {values[pos].item()!r} is not an integer id")
     return values.astype(np.int32)
 
 
