@@ -157,12 +157,17 @@ def test_netflix_absent_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_download_with_the_wrong_md5_is_not_extracted(tmp_path, monkeypatch):
-    from tests.test_datasets import _fake_download
-
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("ml-10M100K/ratings.dat", _dat(_HALF))
-    _fake_download(monkeypatch, tmp_path, buf.getvalue())
+    body = buf.getvalue()
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": str(len(body))}
+
+    monkeypatch.setenv("BAYES_MF_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("BAYES_MF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", lambda *a, **k: Response(body))
     with pytest.raises(datasets.DataNotFoundError, match="md5 is not the published ce571fd5"):
         datasets.movielens_path("10m")
     assert not [p for p in (tmp_path / "cache").iterdir()]
