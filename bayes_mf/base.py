@@ -194,6 +194,9 @@ class RatingsEstimator(BaseEstimator):
             (``user_col``, ``item_col``, ``rating_col``, ``scale``,
             ``duplicates``); any other name raises ``TypeError``.
         """
+        if "model" in ratings_kw:
+            raise TypeError(f"{type(self).__name__}.fit() takes no model=: to fit a PyMC model of your own, "
+                            "use bayes_mf.PMF.from_model(model, ...).fit(ratings)")
         r = Ratings.coerce(_with_ratings(X, y, ratings_kw), **ratings_kw)
         self.users_ = r.users
         self.items_ = r.items

@@ -234,6 +234,10 @@ def log_likelihood(dt, *, max_draws: int | None = 500):
 
     from .results import draws_from_result, pointwise_log_likelihood
 
+    if int(dt.attrs.get("custom_model", 0)):
+        raise ValueError("this result is of a custom model (PMF.from_model), whose likelihood need not be "
+                         "Normal: use its own thinned log_likelihood group, e.g. az.loo(result_)")
+
     d = draws_from_result(dt)
     n_chain, n_draw = _n_samples(dt)
     keep_draw = np.arange(n_draw)

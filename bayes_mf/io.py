@@ -105,6 +105,9 @@ def save(estimator, path, *, overwrite: bool = False) -> Path:
     cls = type(estimator).__name__
     if cls not in _CLASSES:
         raise TypeError(f"saving {cls} is not supported; supported: {sorted(_CLASSES)}")
+    if getattr(estimator, "model", None) is not None:
+        raise TypeError("a fit of a custom PyMC model (PMF.from_model) cannot be saved: the model is code, "
+                        "and a loaded fit could not predict from its likelihood")
     path = Path(path)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):

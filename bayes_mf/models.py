@@ -347,6 +347,7 @@ def build_model(
     parametrization: Literal["centered", "noncentered"] = "centered",
     factor_means: bool = True,
     centred_rows: dict | None = None,
+    likelihood=None,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -394,12 +395,24 @@ def build_model(
         With ``parametrization="noncentered"``: boolean masks over users or
         items, keyed ``"U"``, ``"V"``, ``"user_bias"``, ``"item_bias"``, of
         the rows kept centred (:func:`_normal`).
+    likelihood : callable, optional
+        The observation model, called inside the model as
+        ``likelihood(mean, sigma, observed, **kw)`` with ``mean`` the
+        link-mapped linear predictor, ``sigma`` the noise scale, ``observed``
+        the model-scale ratings and ``kw`` the ``dims``/``total_size`` to
+        pass on; it must create and return the observed variable named
+        ``"rating"`` (e.g. ``pm.StudentT("rating", nu=nu, mu=mean,
+        sigma=sigma, observed=observed, **kw)``, with ``nu`` a new prior).
+        Default: ``pm.Normal("rating", mean, sigma, ...)``.  Fit such a model
+        with :meth:`bayes_mf.PMF.from_model`.
 
     Returns
     -------
     pymc.Model
-        With coords ``user``, ``item``, ``factor``, ``obs`` and data
-        ``user_idx``, ``item_idx``, ``rating_data``.
+        With coords ``user``, ``item``, ``factor``, ``obs``, data
+        ``user_idx``, ``item_idx``, ``rating_data`` and the linear predictor
+        :math:`\eta` of the observed pairs as the deterministic ``eta``
+        (over ``obs``; the package's samplers do not store it per draw).
     """
     import pymc as pm
 
@@ -471,14 +484,36 @@ def build_model(
         eta = mu + (U[u_obs] * V[i_obs]).sum(axis=-1)
         if biases:
             eta = eta + b[u_obs] + c[i_obs]
-        pm.Normal("rating", mu=link_mean(eta, link), sigma=s, observed=y_obs, **obs_kw)
+        eta = pm.Deterministic("eta", eta, dims="obs" if batch_size is None else None)
+        package_vars = set(model.named_vars)
+        if likelihood is None:
+            pm.Normal("rating", mu=link_mean(eta, link), sigma=s, observed=y_obs, **obs_kw)
+        else:
+            _custom_likelihood(likelihood, link_mean(eta, link), s, y_obs, obs_kw)
     model.bayes_mf_spec = {
         "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
         "constrained": bool(constrained), "scale": scale, "center": center,
         "parametrization": parametrization, "factor_means": bool(factor_means),
         "centred_rows": {k: v.copy() for k, v in rows.items()},
+        "batch_size": None if batch_size is None else int(batch_size),
+        "likelihood": "normal" if likelihood is None else getattr(likelihood, "__name__", "custom"),
+        "package_vars": package_vars,
     }
     return model
+
+
+def _custom_likelihood(likelihood, mean, sigma, observed, obs_kw) -> None:
+    """Call a user's ``likelihood`` hook and check that it made the observed ``"rating"``."""
+    import pymc as pm
+
+    if not callable(likelihood):
+        raise TypeError(f"likelihood must be a callable (mean, sigma, observed, **kw) -> observed RV, "
+                        f"got {likelihood!r}")
+    rv = likelihood(mean, sigma, observed, **obs_kw)
+    model = pm.modelcontext(None)
+    if "rating" not in model.named_vars or model["rating"] not in model.observed_RVs or rv is not model["rating"]:
+        raise ValueError("the likelihood hook must create and return the observed variable named 'rating' "
+                         "(e.g. pm.StudentT('rating', ..., observed=observed, **kw))")
 
 
 def model_name(priors: str, biases: bool, link: str, constrained: bool) -> str:

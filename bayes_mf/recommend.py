@@ -69,10 +69,17 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
         candidates[estimator.train_item_codes_[estimator.train_user_codes_ == code]] = False
     seed = getattr(estimator, "random_seed", None) if random_seed is None else random_seed
     if draws is not None and draws.n_draws > 1:
-        pred = posterior_predictive(draws, ucode, items, interval=interval, random_seed=seed)
+        # a custom model (PMF.from_model) predicts from its own likelihood, the package's from draws_
+        own = getattr(estimator, "_predicts_from_model", lambda: False)()
+
+        def predictive(**kw):
+            if own:
+                return estimator._predict_codes(ucode, items, interval=interval, random_seed=seed, **kw)
+            return posterior_predictive(draws, ucode, items, interval=interval, random_seed=seed, **kw)
+
+        pred = predictive()
         if strategy == "ucb":
-            score = posterior_predictive(draws, ucode, items, interval=interval, include_noise=False,
-                                         random_seed=seed)["hi"]
+            score = predictive(include_noise=False)["hi"]
         elif strategy == "thompson":
             rng = np.random.default_rng(seed)
             one = draws.take([int(rng.integers(draws.n_draws))])

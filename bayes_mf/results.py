@@ -180,6 +180,7 @@ def build_result(
     scale=None,
     attrs: dict | None = None,
     check=None,
+    predictive: bool = True,
 ):
     """Assemble the DataTree of a fit.
 
@@ -193,6 +194,9 @@ def build_result(
     check : int array, optional
         Positions of the training pairs behind ``pred_check`` (stored in
         ``constant_data`` over ``check``).
+    predictive : bool
+        Add the Normal ``posterior_predictive`` and ``log_likelihood``
+        (:func:`add_predictive`); ``False`` when the caller adds its own.
 
     Returns
     -------
@@ -244,7 +248,7 @@ def build_result(
     dt["observed_data"] = dt["observed_data"].to_dataset().assign_coords(
         obs_user=("obs", ratings.user_ids), obs_item=("obs", ratings.item_ids))
     post = dt["posterior"]
-    if "U" in post and "sigma" in post and post.sizes["chain"] * post.sizes["draw"] > 1:
+    if predictive and "U" in post and "sigma" in post and post.sizes["chain"] * post.sizes["draw"] > 1:
         dt = add_predictive(dt)
     return dt
 

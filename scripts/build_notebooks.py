@@ -207,6 +207,78 @@ cv.round(3)"""),
     ("code", """cv.drop(columns="fold").mean().round(3)   # the cross-validated estimate"""),
 ]
 
+CUSTOM = [
+    ("md", """# Your own likelihood: a Student-t PMF fitted through the package
+
+The PyMC round trip: take the package's model, change it, fit it with `PMF.from_model`, and
+keep `predict`, `recommend`, the diagnostics and ArviZ. Here the Normal noise becomes a
+Student-t, on small simulated data whose noise has heavy tails. Runs in well under a minute."""),
+    ("code", """from dataclasses import replace
+
+import numpy as np
+import pymc as pm
+
+import bayes_mf as bmf
+
+sim = bmf.datasets.simulate_pmf(40, 30, 2, density=0.5, noise_sd=0.1, random_seed=3)
+rng = np.random.default_rng(0)
+train = replace(sim.ratings, rating=sim.ratings.rating + 0.3 * rng.standard_t(2.0, len(sim.ratings)))
+train"""),
+    ("md", """## Change the model
+
+`build_model` builds the package's model; the linear predictor is the deterministic `eta`
+(`mu + b_i + c_j + U_i·V_j` over the observed pairs). A `likelihood=` hook replaces the
+observation model: it gets the mean, the noise scale `sigma`, the observed ratings and the
+`dims` to pass on, and must return the observed variable named `rating`. More priors or
+deterministics can be added inside `with m:`."""),
+    ("code", """def student_t(mean, sigma, observed, **kw):
+    nu = pm.Gamma("nu", 2.0, 0.1)                      # degrees of freedom, learned
+    return pm.StudentT("rating", nu=nu, mu=mean, sigma=sigma, observed=observed, **kw)
+
+# non-centred: the geometry NUTS samples well when the scales are learned
+m = bmf.models.build_model(train, 2, priors="adaptive", parametrization="noncentered",
+                           likelihood=student_t)
+m"""),
+    ("md", """## Fit it through the package
+
+`PMF.from_model` copies the model's options (rank, priors, biases, link) and fits *this*
+model: NUTS samples it as given, started at the package's MAP point (`"advi"` and `"map"`
+hold the factor scales at their type-II values). The result has the usual format, plus `nu`.
+The short chains here are for speed: the convergence warnings say so; use more draws for real work."""),
+    ("code", """t_fit = bmf.PMF.from_model(m, method="nuts", draws=150, tune=150, chains=2,
+                           progressbar=False).fit(train)
+normal = bmf.PMF(2, method="nuts", draws=150, tune=150, chains=2, progressbar=False).fit(train)
+print(t_fit.result_.attrs["model"], "| nu:", float(t_fit.result_["posterior"]["nu"].median()))"""),
+    ("md", """## Predictions honour the likelihood
+
+`predict` draws from the model's own posterior predictive (`pm.sample_posterior_predictive`
+at the requested pairs), so the Student-t intervals have heavier tails than the Normal ones:
+compare the 98 % and 50 % interval widths. Unseen users or items raise an error for a
+custom model (pass `unseen="drop"`)."""),
+    ("code", """import pandas as pd
+
+pairs = (train.user_ids[:50], train.item_ids[:50])
+ratio = {}
+for name, fit in (("Student-t", t_fit), ("Normal", normal)):
+    wide, narrow = fit.predict(pairs, interval=0.98), fit.predict(pairs, interval=0.5)
+    ratio[name] = float(np.median((wide.hi - wide.lo) / (narrow.hi - narrow.lo)))
+pd.Series(ratio, name="98 % / 50 % interval width").round(2)"""),
+    ("code", """t_fit.predict(pairs).head()"""),
+    ("md", """## Diagnostics, ArviZ and recommendations work as before
+
+The stored `log_likelihood` and `posterior_predictive` come from the Student-t, so
+`az.loo`/`az.compare` compare the two observation models on the training ratings."""),
+    ("code", """import warnings
+
+import arviz as az
+
+print("converged:", t_fit.converged_)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")            # Pareto-k warnings on this tiny data set
+    print(az.compare({"Student-t": t_fit.result_, "Normal": normal.result_})[["rank", "elpd"]])
+t_fit.recommend(train.user_ids[0], n=3)"""),
+]
+
 
 def build(cells):
     nb = new_notebook()
@@ -223,7 +295,7 @@ def main():
     out = ROOT / "notebooks"
     out.mkdir(exist_ok=True)
     books = (("01_quickstart", QUICKSTART), ("02_map_vs_bayes_movielens", MOVIELENS),
-             ("03_your_own_csv", OWN_CSV))
+             ("03_your_own_csv", OWN_CSV), ("04_custom_likelihood", CUSTOM))
     for name, cells in books:
         if args.only and name[:2] not in args.only.split(","):
             continue

@@ -43,8 +43,7 @@ def fit_advi(est, r: Ratings) -> None:
         approx = advi.fit(int(est.advi_iterations), progressbar=bar,
                           obj_optimizer=pm.adam(learning_rate=float(est.advi_learning_rate)))
         n_draws = int(est.draws) * int(est.chains)
-        dt = approx.sample(n_draws, random_seed=est.random_seed)
-    post = dt["posterior"].to_dataset()
+        post = sample_approx(approx, model, n_draws, est.random_seed)
     elbo = -np.asarray(approx.hist, dtype=float)
     est.elbo_ = elbo
     attrs = {"advi_iterations": int(est.advi_iterations),
@@ -53,6 +52,28 @@ def fit_advi(est, r: Ratings) -> None:
              "approximation": "mean-field Gaussian", "init": "MAP with type-II scales",
              "hyperparameters": "type-II (mean-field variational EM), held fixed"}
     est._store(post, r, method="advi", sample_stats=None, attrs=attrs, elbo=elbo)
+
+
+def sample_approx(approx, model, draws: int, random_seed):
+    """``approx.sample`` without the per-pair deterministic ``eta``: the posterior Dataset."""
+    import pymc as pm
+    from pymc.backends.base import MultiTrace
+    from pymc.backends.ndarray import NDArray
+    from pymc.util import _get_seeds_per_chain
+
+    from .nuts import stored_vars
+
+    seed = None if random_seed is None else _get_seeds_per_chain(random_seed, 1)[0]
+    samples = approx.sample_dict_fn(draws, random_seed=seed)
+    keep = set(stored_vars(model)) | {v.name for v in model.value_vars}
+    trace = NDArray(model=model, vars=[v for v in model.unobserved_value_vars if v.name in keep],
+                    test_point={name: np.asarray(rec[0]) for name, rec in samples.items()})
+    trace.setup(draws=draws, chain=0)
+    for i in range(draws):
+        trace.record({name: np.asarray(rec[i]) for name, rec in samples.items()}, in_warmup=False)
+    trace.close()
+    dt = pm.to_inference_data(MultiTrace([trace]), model=model, log_likelihood=False)
+    return dt["posterior"].to_dataset()
 
 
 #: rank of the covariance factor of low-rank ADVI

@@ -22,6 +22,17 @@ from .map import fit_map
 from .nuts import fit_nuts
 from .pathfinder import fit_pathfinder
 from .sampling import initvals, sampling_model
+from .custom import (
+    SPEC_PARAMS,
+    _held_values,
+    check_data,
+    check_model,
+    extra_vars,
+    fit_map_custom,
+    model_predictive,
+    set_predictive,
+    thinned,
+)
 from .stats import _posterior_dict, _pred_check, check_pairs
 from .typeii import TypeII, empirical_bayes
 
@@ -127,6 +138,15 @@ class PMF(BayesianEstimator):
         theirs).  The logistic model is free of units (the declared scale
         maps ratings to [0, 1]); standardising makes its type-II start so
         too.  ``method="gibbs"`` passes it on to :class:`~bayes_mf.gibbs.GibbsPMF`.
+        With ``model``: always 1 (the model holds the ratings as built).
+    model : pymc.Model, optional
+        A model of :func:`bayes_mf.models.build_model`, possibly changed
+        (``likelihood=`` hook, new priors added inside ``with model:``), to
+        fit instead of the package's own; ``fit`` must get the ratings it
+        was built on.  Use :meth:`from_model`, which copies the model's
+        options into ``n_factors``, ``priors``, ``biases``, ``link`` and
+        ``constrained``.  Methods ``"map"``, ``"advi"``, ``"nuts"``;
+        what each does and what ``predict`` then does: :mod:`.custom`.
 
     Attributes
     ----------
@@ -185,6 +205,7 @@ class PMF(BayesianEstimator):
         progressbar: bool | None = None,
         clip: bool = True,
         rating_unit: float | str = "auto",
+        model=None,
     ):
         self.n_factors = n_factors
         self.priors = priors
@@ -215,6 +236,39 @@ class PMF(BayesianEstimator):
         self.progressbar = progressbar
         self.clip = clip
         self.rating_unit = rating_unit
+        self.model = model
+
+    @classmethod
+    def from_model(cls, model, **params) -> PMF:
+        """An unfitted ``PMF`` that fits ``model`` (a changed :func:`~bayes_mf.models.build_model` model).
+
+        Parameters
+        ----------
+        model : pymc.Model
+            Built by :func:`bayes_mf.models.build_model` (e.g. with a
+            ``likelihood=`` hook), possibly extended inside ``with model:``.
+        **params
+            Other parameters of :class:`PMF` (``method``: ``"map"``,
+            ``"advi"`` or ``"nuts"``; ``draws``, ``chains``, ...).
+
+        Returns
+        -------
+        PMF
+            With ``model`` set and the model's ``n_factors``, ``priors``,
+            ``biases``, ``link`` and ``constrained``; call ``fit`` with the
+            ratings the model was built on.  See :mod:`bayes_mf.inference.custom`.
+
+        Examples
+        --------
+        >>> m = bmf.models.build_model(train, 3, likelihood=student_t)  # doctest: +SKIP
+        >>> fit = PMF.from_model(m, method="nuts").fit(train)  # doctest: +SKIP
+        """
+        spec = check_model(model)
+        kw = {key: spec[key] for key in SPEC_PARAMS}
+        clash = {k: (params[k], kw[k]) for k in SPEC_PARAMS if k in params and params[k] != kw[k]}
+        if clash:
+            raise ValueError(f"from_model: {clash} (given, model's) differ; the model's options are used")
+        return cls(model=model, **{**kw, **params})
 
     # ------------------------------------------------------------- checks
     def _check_params(self, scale) -> None:
@@ -248,10 +302,18 @@ class PMF(BayesianEstimator):
         if self.init is not None and not (isinstance(self.init, PMF) and hasattr(self.init, "map_point_")):
             raise ValueError("init must be a fitted PMF (e.g. PMF(method='map').fit(train)) or None")
         _check_rating_unit(self.rating_unit)
+        if self.model is not None:
+            spec = check_model(self.model)
+            if self.method not in ("map", "advi", "nuts"):
+                raise ValueError(f"a custom model is fitted by method 'map', 'advi' or 'nuts', got {self.method!r}")
+            differ = [k for k in SPEC_PARAMS if spec[k] != getattr(self, k)]
+            if differ:
+                raise ValueError(f"model was built with {', '.join(f'{k}={spec[k]!r}' for k in differ)}, this "
+                                 "PMF has other values: create it with PMF.from_model(model, ...)")
 
     def _rating_unit(self, r: Ratings) -> float:
-        # Gibbs standardises in GibbsPMF itself (fit_gibbs copies its unit)
-        if self.method == "gibbs":
+        # Gibbs standardises in GibbsPMF itself (fit_gibbs copies its unit); a given model holds the ratings
+        if self.method == "gibbs" or getattr(self, "model", None) is not None:
             return 1.0
         return super()._rating_unit(r)
 
@@ -269,7 +331,13 @@ class PMF(BayesianEstimator):
         if self.method == "gibbs":
             return self._fit_gibbs(r)
         self._model_label = model_name(self.priors, self.biases, self.link, self.constrained)
+        if self.model is not None:
+            check_data(self.model, r)
+            self._model_label += f"+{self.model.bayes_mf_spec.get('likelihood', 'custom')}(custom)"
         if self.method == "map":
+            if self.model is not None:
+                self._fit_map(r, store=False)
+                return fit_map_custom(self, r)
             return self._fit_map(r)
         if self.init is not None:
             self._adopt_init(self.init, r)
@@ -327,6 +395,19 @@ class PMF(BayesianEstimator):
     def _fit_gibbs(self, r: Ratings) -> None:
         fit_gibbs(self, r)
 
+    def _predicts_from_model(self) -> bool:
+        """Whether predictions come from a custom model's own posterior predictive (:mod:`.custom`)."""
+        return getattr(self, "model", None) is not None and self.draws_.n_draws > 1
+
+    def _predict_codes(self, ucode, icode, *, interval: float = 0.9, include_noise: bool = True,
+                       max_draws: int | None = None, random_seed=None):
+        if not self._predicts_from_model():
+            return super()._predict_codes(ucode, icode, interval=interval, include_noise=include_noise,
+                                          max_draws=max_draws, random_seed=random_seed)
+        seed = self.random_seed if random_seed is None else random_seed
+        return model_predictive(self, ucode, icode, interval=interval, include_noise=include_noise,
+                                max_draws=max_draws, random_seed=seed)
+
     def _to_rating_units(self, unit: float, r: Ratings) -> None:
         from ..results import UNIT_POWERS
 
@@ -354,15 +435,28 @@ class PMF(BayesianEstimator):
         from ..results import build_result
 
         posterior = _posterior_dict(post, biases=self.biases)
+        custom = getattr(self, "model", None) is not None
+        extra_dims = {"pred_check": ["check"]}
+        if custom:
+            posterior.update(_held_values(self.model_, post))
+            extra, dims = extra_vars(self.model_, post)
+            posterior.update(extra)
+            extra_dims.update(dims)
+            attrs = {**attrs, "custom_model": 1, "likelihood": str(self.model_.bayes_mf_spec["likelihood"])}
         posterior["pred_check"] = _pred_check(posterior, r, self.link, self._scale)
         attrs = {"priors": self.priors, "biases": int(self.biases), "constrained": int(self.constrained),
                  **{f"type2_{k}": float(v) for k, v in self._map_scales.items()}, **attrs}
         dt = build_result(
             posterior, r, method=method, model=self._model_label, n_factors=int(self.n_factors),
             random_seed=self.random_seed, fit_seconds=self._elapsed(), sample_stats=sample_stats or None,
-            extra_dims={"pred_check": ["check"]}, link=self.link,
+            extra_dims=extra_dims, link=self.link, predictive=not custom,
             scale=self._scale if self.link == "logistic" else r.scale, attrs=attrs, check=check_pairs(r),
         )
+        if custom:
+            # predictions and the predictive groups come from the model's own likelihood
+            self._pm_posterior = thinned(post)
+            if post.sizes["chain"] * post.sizes["draw"] > 1:
+                set_predictive(self, dt, post, r)
         if elbo is not None:
             ss = dt["sample_stats"].to_dataset() if "sample_stats" in dt.children else xr.Dataset()
             dt["sample_stats"] = ss.assign(elbo=xr.DataArray(elbo, dims=["advi_iteration"]))

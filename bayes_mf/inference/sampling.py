@@ -31,6 +31,11 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
     -------
     pymc.Model
     """
+    if getattr(est, "model", None) is not None:
+        # a user's model (PMF.from_model): as given for NUTS, its scales held for ADVI
+        from .custom import held_model
+
+        return held_model(est) if plug_in else est.model
     given = est._given_scales()
     scales = dict(est._map_scales)
     if plug_in:
