@@ -16,7 +16,7 @@ everything else comes from ArviZ itself.
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft, special, stats
+from scipy import fft, special
 
 __all__ = ["diagnose", "rhat_rank", "ess_bulk", "ess_tail", "mcse_mean"]
 

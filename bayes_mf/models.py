@@ -511,7 +511,8 @@ def _custom_likelihood(likelihood, mean, sigma, observed, obs_kw) -> None:
                         f"got {likelihood!r}")
     rv = likelihood(mean, sigma, observed, **obs_kw)
     model = pm.modelcontext(None)
-    if "rating" not in model.named_vars or model["rating"] not in model.observed_RVs or rv is not model["rating"]:
+    named = model.named_vars
+    if "rating" not in named or named["rating"] not in model.observed_RVs or rv is not named["rating"]:
         raise ValueError("the likelihood hook must create and return the observed variable named 'rating' "
                          "(e.g. pm.StudentT('rating', ..., observed=observed, **kw))")
 

@@ -76,7 +76,8 @@ def main(argv=None) -> int:
         worst = tab["rhat_max"].idxmax() if tab is not None and len(tab) else "-"
         row = (f"{config:<22}{sec:>9.1f}{tab['rhat_max'].max():>10.3f}{tab['ess_bulk_min'].min():>10.0f}"
                f"{tab['ess_tail_min'].min():>10.0f}{int(health.get('divergences', 0)):>5}"
-               f"{min(health.get('bfmi', [np.nan])):>7.2f}{float(health.get('mean_tree_depth', np.nan)):>7.1f}"
+               f"{min(health.get('bfmi', [np.nan])):>7.2f}"
+               f"{float(health.get('mean_tree_depth', np.nan)):>7.1f}"
                f"{s['rmse']:>8.4f}{s['coverage']:>7.3f}  {worst}")
         rows.append(row)
         print(tab.round(3).to_string(), flush=True)

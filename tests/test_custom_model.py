@@ -11,7 +11,6 @@ from bayes_mf.data import UnseenIdsWarning
 from bayes_mf.inference.nuts import stored_vars
 
 
-
 def student_t(mean, sigma, observed, **kw):
     nu = pm.Gamma("nu", 2.0, 0.1)
     return pm.StudentT("rating", nu=nu, mu=mean, sigma=sigma, observed=observed, **kw)

@@ -409,7 +409,8 @@ def test_gibbs_agrees_with_its_pymc_twin():
         U, V = post["U"].to_numpy(), post["V"].to_numpy()
         e = np.einsum("cdpk,cdpk->cdp", U[:, :, r.user[pairs]], V[:, :, r.item[pairs]])
         e += post["mu"].to_numpy()[..., None]
-        return e + post["user_bias"].to_numpy()[:, :, r.user[pairs]] + post["item_bias"].to_numpy()[:, :, r.item[pairs]]
+        e += post["user_bias"].to_numpy()[:, :, r.user[pairs]]
+        return e + post["item_bias"].to_numpy()[:, :, r.item[pairs]]
 
     eg, en = eta(pg), eta(pn)
     mcse = np.hypot(az.mcse(eg), az.mcse(en))

@@ -117,10 +117,10 @@ run of sweeps) · ``parallel`` (in-process or worker processes) ·
 # the private kernels and layouts are re-exported for the tests and benchmarks that drive them directly
 from .chain import _Settings, run_chain  # noqa: F401
 from .estimator import GibbsPMF
-from .twin import pymc_model
 from .kernels import HAVE_NUMBA, _feature_step_numpy, _residual_numpy, _side_step_numpy  # noqa: F401
 from .layout import _Features, _implicit_matrix, _Side  # noqa: F401
 from .parallel import MainGuardWarning, _warm_up  # noqa: F401
+from .twin import pymc_model
 
 if HAVE_NUMBA:
     from .kernels import _feature_step_numba, _residual_numba, _side_step_numba  # noqa: F401

@@ -132,7 +132,8 @@ def held_model(est, *, shrink: float = 1.0):
     f = 1.0 / np.sqrt(shrink)
     for name, key in _HELD.items():
         if name in free and key in est._map_scales:
-            held[name] = float(est._map_scales[key]) * (f if name in ("sigma_u", "sigma_v", "sigma_y") else 1.0)
+            factor = f if name in ("sigma_u", "sigma_v", "sigma_y") else 1.0
+            held[name] = float(est._map_scales[key]) * factor
     for name in free:
         if name.startswith(("mu_", "chol_")) and name in est.map_point_:
             held[name] = np.asarray(est.map_point_[name], dtype=float)
@@ -245,7 +246,8 @@ def model_predictive(est, ucode, icode, *, interval: float = 0.9, include_noise:
 
 
 def set_predictive(est, dt, post, r: Ratings) -> None:
-    """Thinned ``posterior_predictive`` and ``log_likelihood`` of the training pairs from the model (in place)."""
+    """Thinned ``posterior_predictive`` and ``log_likelihood`` of the training pairs, from the model
+    (in place)."""
     import pymc as pm
     import xarray as xr
 
@@ -265,7 +267,8 @@ def set_predictive(est, dt, post, r: Ratings) -> None:
         ll = ll - np.log(hi - lo)
     obs = dt["observed_data"]
     coords = {"chain": sub["chain"].to_numpy(), "draw": sub["draw"].to_numpy(), "obs": np.arange(len(r)),
-              "obs_user": ("obs", obs["obs_user"].to_numpy()), "obs_item": ("obs", obs["obs_item"].to_numpy())}
+              "obs_user": ("obs", obs["obs_user"].to_numpy()),
+              "obs_item": ("obs", obs["obs_item"].to_numpy())}
     note = {"draws": f"{rep.shape[0] * rep.shape[1]} posterior draws, evenly spaced per chain",
             "pairs": f"all {len(r)} training pairs", "likelihood": str(spec["likelihood"])}
     dims = ("chain", "draw", "obs")

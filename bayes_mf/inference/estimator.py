@@ -16,12 +16,6 @@ from ..base import BayesianEstimator, _check_rating_unit, _in_units
 from ..data import Ratings
 from ..models import PARAMETRIZATIONS, check_options, model_name
 from .advi import fit_advi, fit_advi_lowrank
-from .gibbs import fit_gibbs
-from .laplace import fit_laplace
-from .map import fit_map
-from .nuts import fit_nuts
-from .pathfinder import fit_pathfinder
-from .sampling import initvals, sampling_model
 from .custom import (
     SPEC_PARAMS,
     _held_values,
@@ -33,6 +27,12 @@ from .custom import (
     set_predictive,
     thinned,
 )
+from .gibbs import fit_gibbs
+from .laplace import fit_laplace
+from .map import fit_map
+from .nuts import fit_nuts
+from .pathfinder import fit_pathfinder
+from .sampling import initvals, sampling_model
 from .stats import _posterior_dict, _pred_check, check_pairs
 from .typeii import TypeII, empirical_bayes
 
@@ -294,7 +294,8 @@ class PMF(BayesianEstimator):
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {v!r}")
         if self.parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {self.parametrization!r}")
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, "
+                             f"got {self.parametrization!r}")
         if self.factor_means not in (None, True, False):
             raise ValueError(f"factor_means must be True, False or None, got {self.factor_means!r}")
         if self.batch_size is not None and self.method != "advi":
@@ -305,10 +306,12 @@ class PMF(BayesianEstimator):
         if self.model is not None:
             spec = check_model(self.model)
             if self.method not in ("map", "advi", "nuts"):
-                raise ValueError(f"a custom model is fitted by method 'map', 'advi' or 'nuts', got {self.method!r}")
+                raise ValueError("a custom model is fitted by method 'map', 'advi' or 'nuts', "
+                                 f"got {self.method!r}")
             differ = [k for k in SPEC_PARAMS if spec[k] != getattr(self, k)]
             if differ:
-                raise ValueError(f"model was built with {', '.join(f'{k}={spec[k]!r}' for k in differ)}, this "
+                given = ', '.join(f'{k}={spec[k]!r}' for k in differ)
+                raise ValueError(f"model was built with {given}, this "
                                  "PMF has other values: create it with PMF.from_model(model, ...)")
 
     def _rating_unit(self, r: Ratings) -> float:

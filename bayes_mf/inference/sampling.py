@@ -76,7 +76,8 @@ def centred_rows(est, r: Ratings) -> dict | None:
         return None
     s = est._map_scales
     noise = float(s["sigma"]) ** 2
-    counts = {"user": np.bincount(r.user, minlength=r.n_users), "item": np.bincount(r.item, minlength=r.n_items)}
+    counts = {"user": np.bincount(r.user, minlength=r.n_users),
+              "item": np.bincount(r.item, minlength=r.n_items)}
     out = {}
     if est.biases:
         out["user_bias"] = counts["user"] * float(s["sigma_b"]) ** 2 / noise > 1.0
