@@ -59,7 +59,8 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
         kw["sigma_w"] = kw["sigma_u"]
     return build_model(r, int(est.n_factors), priors=est.priors, biases=est.biases,
                        link=est.link, constrained=est.constrained, scale=est._scale,
-                       batch_size=batch_size, parametrization=est.parametrization,
+                       batch_size=batch_size,
+                       parametrization="centered" if est.parametrization == "centered" else "noncentered",
                        factor_means=learn_factor_means(est), centred_rows=centred_rows(est, r), **kw)
 
 
@@ -72,7 +73,7 @@ def centred_rows(est, r: Ratings) -> dict | None:
     the noise).  Above 1 the posterior is data-dominated and the centred form
     mixes better; below, the non-centred (Papaspiliopoulos, Roberts & Sköld 2007).
     """
-    if est.parametrization != "noncentered":
+    if est.parametrization != "mixed":
         return None
     s = est._map_scales
     noise = float(s["sigma"]) ** 2
