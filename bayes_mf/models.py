@@ -55,6 +55,7 @@ from typing import Literal
 
 import numpy as np
 
+from ._parametrize import _normal
 from .data import Ratings
 
 __all__ = [
@@ -128,47 +129,6 @@ def default_scales(y: np.ndarray, n_factors: int) -> dict:
 
 
 # ---------------------------------------------------------------- components
-def _normal(name: str, dims, scale, noncentered: bool, mean=0.0, chol=None, centred_rows=None):
-    r"""``name`` :math:`\sim N(\text{mean}, \text{scale}^2)` (or :math:`N(\text{mean}, LL^\top)` rowwise).
-
-    Non-centred, the free variable is ``{name}_z`` :math:`\sim N(0, I)` and ``name`` the
-    deterministic :math:`\text{mean} + \text{scale}\, z` (or :math:`\text{mean} + z L^\top`):
-    the posterior of :math:`z` no longer narrows with the scale (Neal's funnel), which is what
-    gives NUTS low E-BFMI and deep trees on the centred hierarchical model.
-
-    ``centred_rows`` (a boolean mask over the first dim) keeps those rows
-    centred, as free ``{name}_c``, and non-centres the rest: rows the data
-    pin down far more tightly than the prior (heavy users, popular items)
-    sample best centred, sparse rows non-centred (Papaspiliopoulos et al.
-    2007).  Either way the model is the same.
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    mask = None if centred_rows is None else np.asarray(centred_rows, dtype=bool)
-    if not noncentered or (mask is not None and mask.all()):
-        if chol is not None:
-            return pm.MvNormal(name, mu=0.0 if mean is None else mean, chol=chol, dims=dims)
-        return pm.Normal(name, 0.0 if mean is None else mean, scale, dims=dims)
-    if mask is None or not mask.any():
-        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
-        value = (z @ chol.T if chol is not None else z * scale)
-        return pm.Deterministic(name, value + mean if mean is not None else value, dims=dims)
-    model = pm.modelcontext(None)
-    shape = tuple(len(model.coords[d]) for d in ((dims,) if isinstance(dims, str) else dims))
-    rows_c, rows_z = np.flatnonzero(mask), np.flatnonzero(~mask)
-    centre = 0.0 if mean is None else mean
-    if chol is not None:
-        part_c = pm.MvNormal(f"{name}_c", mu=centre, chol=chol, shape=(rows_c.size,) + shape[1:])
-    else:
-        part_c = pm.Normal(f"{name}_c", centre, scale, shape=(rows_c.size,) + shape[1:])
-    z = pm.Normal(f"{name}_z", 0.0, 1.0, shape=(rows_z.size,) + shape[1:])
-    part_z = (z @ chol.T if chol is not None else z * scale) + centre
-    full = pt.set_subtensor(pt.zeros(shape)[rows_c], part_c)
-    full = pt.set_subtensor(full[rows_z], part_z)
-    return pm.Deterministic(name, full, dims=dims)
-
-
 def noise_scale(priors: str, value: float | None, y_sd: float):
     r"""Noise sd :math:`\sigma`: a constant for ``"fixed"`` priors, else
     :math:`\sigma \sim \mathrm{HalfNormal}(s)` with :math:`s` = ``value`` or
@@ -219,7 +179,7 @@ def factor_prior(
 
     ``noncentered`` draws standard-normal ``{name}_z`` and sets ``name`` to
     the scaled (and shifted) deterministic, except the ``centred_rows``,
-    see :func:`_normal`.
+    see :func:`bayes_mf._parametrize._normal`.
 
     Returns the factor tensor.
     """
@@ -291,7 +251,7 @@ def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float
     :math:`\mathrm{HalfNormal}` (scale ``sigma_b``/``sigma_c`` or 1) otherwise:
     the offsets are plain exchangeable effects even under the BPMF prior.
     ``noncentered``: the offsets are :math:`\sigma_b z_i` with free
-    :math:`z_i \sim N(0, 1)` (:func:`_normal`), and the free mean is the
+    :math:`z_i \sim N(0, 1)` (:func:`~bayes_mf._parametrize._normal`), and the free mean is the
     total offset :math:`\mu' = \mu + \bar b + \bar c`, with ``mu`` the
     deterministic :math:`\mu' - \bar b - \bar c`.  The shear has unit
     Jacobian and :math:`\mu' \mid z \sim N(\bar y + \bar b + \bar c, 1)`,
@@ -382,7 +342,7 @@ def build_model(
         Observe random minibatches of this many ratings (for ADVI), the
         likelihood rescaled by ``total_size``.  Not for sampling.
     parametrization : {"centered", "noncentered"}
-        How factors and offsets depend on their scales (:func:`_normal`).
+        How factors and offsets depend on their scales (:func:`~bayes_mf._parametrize._normal`).
         The two define the same model; ``"noncentered"`` is the geometry
         NUTS samples well when the scales are learned.  Either way the
         posterior holds ``U``, ``V``, ``user_bias``, ``item_bias``.
@@ -394,7 +354,7 @@ def build_model(
     centred_rows : dict, optional
         With ``parametrization="noncentered"``: boolean masks over users or
         items, keyed ``"U"``, ``"V"``, ``"user_bias"``, ``"item_bias"``, of
-        the rows kept centred (:func:`_normal`).
+        the rows kept centred (:func:`~bayes_mf._parametrize._normal`).
     likelihood : callable, optional
         The observation model, called inside the model as
         ``likelihood(mean, sigma, observed, **kw)`` with ``mean`` the

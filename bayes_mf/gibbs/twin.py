@@ -27,8 +27,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from .._parametrize import _normal
 from ..data import Ratings
-from ..models import PARAMETRIZATIONS, _normal
+from ..models import PARAMETRIZATIONS
 from .moves import MU_PRIOR_PREC
 
 __all__ = ["pymc_model"]
