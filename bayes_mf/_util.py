@@ -1,10 +1,31 @@
-"""Small numerical helpers shared by the estimators."""
+"""Small helpers shared across the package: chunked row products, CSR side indexes, message text."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 _CHUNK = 1 << 18
+
+
+# ---- error messages: name values and rows as a user wrote them
+def _py(value):
+    """A NumPy scalar as the plain Python value, so messages read ``10``, not ``np.int64(10)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _row_label(frame: pd.DataFrame, pos: int) -> str:
+    return f"row {_py(frame.index[pos])!r}"
+
+
+def _id_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return type(value).__name__
 
 
 def rowdot(A: np.ndarray, B: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:

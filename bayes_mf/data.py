@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._util import _id_kind, _py, _row_label
+
 __all__ = [
     "Ratings",
     "RatingsError",
@@ -41,25 +43,6 @@ class RatingsError(ValueError):
 
 class UnseenIdsWarning(UserWarning):
     """Emitted when pairs hold users or items that the training data lacks."""
-
-
-def _py(value):
-    """A NumPy scalar as the plain Python value, so messages read ``10``, not ``np.int64(10)``."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _row_label(frame: pd.DataFrame, pos: int) -> str:
-    return f"row {_py(frame.index[pos])!r}"
-
-
-def _id_kind(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    return type(value).__name__
 
 
 def _check_id_types(frame: pd.DataFrame, col: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 
@@ -18,7 +17,7 @@ from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message,
 from . import kernels
 from .chain import _Settings
 from .layout import _implicit_matrix
-from .parallel import ChainRunner, _warm_up
+from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
 
 __all__ = ["GibbsPMF"]
@@ -26,9 +25,6 @@ __all__ = ["GibbsPMF"]
 _PRIORS = ("bpmf", "adaptive", "fixed")
 _IMPLICIT = {False: (), None: (), "none": (), "user": ("user",), "item": ("item",),
              True: ("user", "item"), "both": ("user", "item")}
-_PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses worker processes
-# ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
-_PARALLEL_MIN_RATINGS = 5_000
 _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 # default of the deprecated aliases n_samples/burn_in: distinct from None, which draws=None means
 _DEPRECATED = "deprecated"
@@ -383,19 +379,6 @@ class GibbsPMF(BayesianEstimator):
                     target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
                     max_seconds=float(self.max_seconds), max_draws=max_draws)
 
-    def _cores(self, n_obs: int, plan: Plan) -> int:
-        chains = int(self.chains)
-        if self.cores is not None:
-            return min(int(self.cores), chains)
-        sweeps = plan.burn_in + (plan.n_samples * plan.thin if plan.n_samples is not None else plan.first)
-        if plan.n_samples is not None and n_obs * sweeps * (1 + len(_IMPLICIT[self.implicit])) \
-                < _PARALLEL_MIN_WORK:
-            # a worker process costs ~2-3 s to start (imports); small fits finish sooner in-process
-            return 1
-        if plan.n_samples is None and n_obs < _PARALLEL_MIN_RATINGS:
-            return 1
-        return min(chains, os.cpu_count() or 1)
-
     def _lengths(self) -> tuple[int | None, int]:
         """``(draws, tune)``, taking the deprecated ``n_samples``/``burn_in`` where given."""
         out = {"draws": self.draws, "tune": self.tune}
@@ -422,7 +405,7 @@ class GibbsPMF(BayesianEstimator):
         problem, check = self._problem(r)
         plan = self._plan(r)
         seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
-        cores = self._cores(len(r), plan)
+        cores = n_processes(self.chains, self.cores, len(r), len(_IMPLICIT[self.implicit]), plan)
         progressbar = interactive() if self.progressbar is None else bool(self.progressbar)
         t0 = time.perf_counter()
         with ChainRunner(problem, st, cores, progressbar) as runner:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,6 +20,24 @@ import numpy as np
 from .chain import _pool_chain, _Settings, run_chain
 
 logger = logging.getLogger("bayes_mf")
+
+_PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses worker processes
+# ratings above which a run-until-converged fit uses worker processes: its rounds last long enough
+_PARALLEL_MIN_RATINGS = 5_000
+
+
+def n_processes(chains: int, cores: int | None, n_obs: int, implicit_sides: int, plan) -> int:
+    """How many processes run the chains: ``cores`` if given, else as many as pay for their start."""
+    chains = int(chains)
+    if cores is not None:
+        return min(int(cores), chains)
+    sweeps = plan.burn_in + (plan.n_samples * plan.thin if plan.n_samples is not None else plan.first)
+    if plan.n_samples is not None and n_obs * sweeps * (1 + implicit_sides) < _PARALLEL_MIN_WORK:
+        # a worker process costs ~2-3 s to start (imports); small fits finish sooner in-process
+        return 1
+    if plan.n_samples is None and n_obs < _PARALLEL_MIN_RATINGS:
+        return 1
+    return min(chains, os.cpu_count() or 1)
 
 
 class MainGuardWarning(UserWarning):
