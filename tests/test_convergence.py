@@ -159,3 +159,99 @@ def test_bad_convergence_options(sim, bad, match):
 def test_simulate_prior_rejects_bad_options(bad, match):
     with pytest.raises(ValueError, match=match):
         simulate_prior(**bad)
+
+
+def test_zero_factor_means_moves_keep_predictions_and_means_stay_zero(sim):
+    """BPMF with factor_means=False: the translation acts on V itself (its prior is N(0, Lambda^-1))."""
+    problem = _problem(sim.ratings, False)
+    st = _Settings(2, "bpmf", True, True, None, 1.0, 1.0, 1.0, (1.0, 1.0), 0.1, "numpy", False,
+                   factor_means=False)
+    s = initial_state(problem, st, 4)
+    sw = Sweeper(problem, st)
+    for _ in range(3):
+        sw.sweep(s)
+    own = {side: s.X[side].copy() for side in ("user", "item")}
+    before, X0 = _eta(sw, s), s.X["item"].copy()
+    sw.invariant_moves(s, own)
+    np.testing.assert_allclose(_eta(sw, s), before, rtol=0, atol=1e-9)
+    assert not np.allclose(s.X["item"], X0)
+    assert not np.any(s.m_f["user"]) and not np.any(s.m_f["item"])
+    fit = GibbsPMF(2, factor_means=False, draws=20, tune=5, chains=2, cores=1).fit(sim.ratings)
+    post = fit.result_["posterior"]
+    assert "mu_u" not in post and "mu_v" not in post and "user_bias" in post
+
+
+def test_sbc_zero_factor_means_is_calibrated():
+    """SBC of the Wishart-only BPMF prior: the translation move with V's own prior is exact."""
+    ranks = sbc_ranks(80, draws=39, thin=5, burn_in=100, random_seed=12, n_users=12, n_items=10,
+                      factor_means=False)
+    p = rank_uniformity(ranks, bins=4)
+    assert (p > 0.001).all(), p.to_dict()
+
+
+def test_factor_means_default_and_validation(sim):
+    assert GibbsPMF().factor_means is True
+    assert GibbsPMF(factor_means=None)._factor_means() is False  # biases on: redundant, fixed at 0
+    assert GibbsPMF(factor_means=None, biases=False)._factor_means() is True
+    with pytest.raises(ValueError, match="factor_means"):
+        GibbsPMF(factor_means="yes", draws=5, tune=0, chains=2).fit(sim.ratings)
+
+
+class _FixedNormals:
+    """A stand-in generator whose standard normals are given: the draw becomes a known function."""
+
+    def __init__(self, z):
+        self.z = np.asarray(z, float)
+
+    def standard_normal(self, size=None):
+        return self.z.copy()
+
+
+@pytest.mark.parametrize("kind", ["bpmf", "wishart", "iso"])
+def test_translation_conditional_is_the_exact_gaussian(kind):
+    """translate_factors draws a from N(Q^-1 h, Q^-1) of the orbit density pi(T_a x), checked numerically."""
+    from bayes_mf.gibbs.moves import MU_PRIOR_PREC, translate_factors
+    from bayes_mf.gibbs.priors import BETA0
+
+    rng = np.random.default_rng(0)
+    k, n, n_o = 3, 7, 9
+    V = rng.normal(0.4, 1.0, (n, k))
+    U, b = rng.normal(0.2, 1.0, (n_o, k)), rng.normal(0.0, 0.5, n_o)
+    A = rng.normal(size=(k, k))
+    Lam, mean, lam, lam_b, mu = A @ A.T + np.eye(k), rng.normal(size=k), 1.7, 3.0, 2.5
+    prior = {"bpmf": ("bpmf", Lam, mean), "wishart": ("wishart", Lam), "iso": ("iso", lam)}[kind]
+    m = U.mean(axis=0)
+
+    def logp(a):  # every prior term the shift a touches (the likelihood does not see it)
+        if kind == "bpmf":
+            own = -0.5 * BETA0 * (mean + a) @ Lam @ (mean + a)
+        elif kind == "wishart":
+            own = -0.5 * np.einsum("nk,kl,nl->", V + a, Lam, V + a)
+        else:
+            own = -0.5 * lam * np.sum((V + a) ** 2)
+        return own - 0.5 * lam_b * np.sum((b - (U - m) @ a) ** 2) - 0.5 * MU_PRIOR_PREC * (mu - m @ a) ** 2
+
+    mode, _, _ = translate_factors(_FixedNormals(np.zeros(k)), V, prior, U, b, lam_b, mu)
+    cols = [translate_factors(_FixedNormals(e), V, prior, U, b, lam_b, mu)[0] - mode for e in np.eye(k)]
+    cov = np.array(cols).T @ np.array(cols)  # L^-T L^-1 = Q^-1
+    eps, I = 1e-4, np.eye(k)
+    grad = np.array([(logp(mode + eps * e) - logp(mode - eps * e)) / (2 * eps) for e in I])
+    hess = np.array([[(logp(mode + eps * (e + f)) - logp(mode + eps * (e - f)) - logp(mode - eps * (e - f))
+                       + logp(mode - eps * (e + f))) / (4 * eps**2) for f in I] for e in I])
+    np.testing.assert_allclose(grad, 0.0, atol=1e-5 * np.abs(hess).max())
+    np.testing.assert_allclose(cov, np.linalg.inv(-hess), rtol=1e-4)
+    # the returned compensation moves the other side's biases and mu exactly along the orbit
+    a, db, ma = translate_factors(np.random.default_rng(1), V, prior, U, b, lam_b, mu)
+    np.testing.assert_allclose(db, -(U - m) @ a)
+    assert ma == pytest.approx(m @ a)
+
+
+def test_wishart_conditional_moments():
+    """Lambda | X ~ W((I + X'X)^-1, k + n): the Monte Carlo mean matches nu W within 3 %."""
+    from bayes_mf.gibbs.priors import _wishart
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 3)) @ np.diag([1.0, 0.5, 2.0])
+    draws = np.array([_wishart(rng, X) for _ in range(4000)])
+    expect = (3 + 30) * np.linalg.inv(np.eye(3) + X.T @ X)
+    np.testing.assert_allclose(draws.mean(axis=0), expect, atol=0.03 * np.abs(expect).max())

@@ -27,7 +27,10 @@ Priors (``d = k + 1`` with biases, ``k`` without)
 
 * ``prior="bpmf"``: :math:`U_i \sim N(\mu_U, \Lambda_U^{-1})`,
   :math:`(\mu_U, \Lambda_U) \sim NW(\mu_0 = 0, \beta_0 = 2, W_0 = I, \nu_0 = k)`
-  (Salakhutdinov & Mnih 2008), same for :math:`V`;
+  (Salakhutdinov & Mnih 2008), same for :math:`V`; with
+  ``factor_means=False`` the means are fixed at 0 and
+  :math:`\Lambda_U \sim W(W_0 = I, \nu_0 = k)` alone (with biases the means
+  only duplicate :math:`\mu` and the biases);
 * ``prior="adaptive"``: :math:`U_i \sim N(0, \lambda_U^{-1} I)`,
   :math:`\lambda_U \sim \mathrm{Gamma}(a_0, b_0)`;
 * ``prior="fixed"``: :math:`U_i \sim N(0, \sigma_U^2 I)` with given

@@ -25,7 +25,7 @@ from .moves import (
     shift_offsets,
     translate_factors,
 )
-from .priors import _gamma_precision, _normal_wishart
+from .priors import _gamma_precision, _normal_wishart, _wishart
 
 SIDES = ("user", "item")
 
@@ -47,6 +47,7 @@ class _Settings:
     backend: str
     store_factors: bool
     moves: bool = True
+    factor_means: bool = True
 
 
 @dataclass
@@ -199,8 +200,10 @@ class Sweeper:
         k, a0, b0 = self.k, *self.st.gamma_prior
         for side in SIDES:
             F = own[side][:, :k]
-            if self.st.prior == "bpmf":
+            if self.st.prior == "bpmf" and self.st.factor_means:
                 s.m_f[side], s.Lam_f[side] = _normal_wishart(s.rng, F)
+            elif self.st.prior == "bpmf":
+                s.Lam_f[side] = _wishart(s.rng, F)
             else:
                 s.lam_f[side] = _gamma_precision(s.rng, a0, b0, float(np.sum(F * F)), F.size)
                 s.Lam_f[side] = s.lam_f[side] * np.eye(k)
@@ -233,15 +236,19 @@ class Sweeper:
         k = self.k
         mu = s.mu if self.st.global_mean else None
         for side, other in (("item", "user"), ("user", "item")):
-            prior = (("bpmf", s.Lam_f[side], s.m_f[side]) if self.st.prior == "bpmf"
-                     else ("iso", s.lam_f[side]))
+            if self.st.prior != "bpmf":
+                prior = ("iso", s.lam_f[side])
+            elif self.st.factor_means:
+                prior = ("bpmf", s.Lam_f[side], s.m_f[side])
+            else:
+                prior = ("wishart", s.Lam_f[side])
             a, db, ma = translate_factors(s.rng, own[side][:, :k], prior, s.X[other][:, :k],
                                           own[other][:, k], s.lam_b[other], mu)
             s.X[side][:, :k] += a
             own[side][:, :k] += a
             s.X[other][:, k] += db
             own[other][:, k] += db
-            if self.st.prior == "bpmf":
+            if self.st.prior == "bpmf" and self.st.factor_means:
                 s.m_f[side] = s.m_f[side] + a
             if mu is not None:
                 mu -= ma
@@ -363,7 +370,7 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
     out["pred_check"][row] = eta
     if st.global_mean:
         out["mu"][row] = s.mu
-    if st.prior == "bpmf":
+    if st.prior == "bpmf" and st.factor_means:
         out["mu_u"][row] = s.m_f["user"]
         out["mu_v"][row] = s.m_f["item"]
     if st.store_factors:
@@ -381,7 +388,7 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
     if sw.ub:
         out.update(user_bias=np.empty((n_keep, n_users)), item_bias=np.empty((n_keep, n_items)),
                    sigma_b=np.empty(n_keep), sigma_c=np.empty(n_keep))
-    if st.prior == "bpmf":
+    if st.prior == "bpmf" and st.factor_means:
         out.update(mu_u=np.empty((n_keep, k)), mu_v=np.empty((n_keep, k)))
     if st.store_factors:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))

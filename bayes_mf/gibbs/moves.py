@@ -143,6 +143,10 @@ def translate_factors(rng, own_F: np.ndarray, prior: tuple, other_F: np.ndarray,
         _, Lam, mean = prior
         Q = BETA0 * Lam
         h = -BETA0 * (Lam @ mean)
+    elif prior[0] == "wishart":
+        Lam = prior[1]
+        Q = own_F.shape[0] * Lam
+        h = -(Lam @ own_F.sum(axis=0))
     else:
         lam = prior[1]
         Q = own_F.shape[0] * lam * np.eye(k)

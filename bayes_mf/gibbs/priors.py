@@ -18,6 +18,27 @@ def _gamma_precision(rng, a0, b0, sumsq, n):
     return rng.gamma(a0 + 0.5 * n, 1.0 / (b0 + 0.5 * sumsq))
 
 
+def _wishart_draw(rng, Winv, nu):
+    """Draw Lambda ~ Wishart(W = Winv^-1, nu) by the Bartlett decomposition."""
+    k = Winv.shape[0]
+    Winv = 0.5 * (Winv + Winv.T)
+    # chol of W = Winv^-1 without forming an explicit inverse of an ill-conditioned matrix
+    Li = np.linalg.cholesky(Winv)
+    Linv = np.linalg.solve(Li, np.eye(k))
+    Lw = np.linalg.cholesky(Linv.T @ Linv)
+    A = np.zeros((k, k))
+    A[np.diag_indices(k)] = np.sqrt(rng.chisquare(nu - np.arange(k)))
+    A[np.tril_indices(k, -1)] = rng.standard_normal(k * (k - 1) // 2)
+    LA = Lw @ A
+    return LA @ LA.T
+
+
+def _wishart(rng, X):
+    """Draw Lambda | X for X_i ~ N(0, Lambda^-1), Lambda ~ W(I, k): the zero-mean BPMF prior."""
+    n, k = X.shape
+    return _wishart_draw(rng, np.eye(k) + X.T @ X, float(k) + n)
+
+
 def _normal_wishart(rng, X):
     """Draw (mu, Lambda) from the Normal-Wishart conditional of BPMF (module docstring, step 5)."""
     n, k = X.shape
@@ -25,17 +46,7 @@ def _normal_wishart(rng, X):
     xbar = X.mean(axis=0)
     D = X - xbar
     Winv = np.eye(k) + D.T @ D + (beta0 * n / (beta0 + n)) * np.outer(xbar, xbar)
-    Winv = 0.5 * (Winv + Winv.T)
-    # chol of W = Winv^-1 without forming an explicit inverse of an ill-conditioned matrix
-    Li = np.linalg.cholesky(Winv)
-    Linv = np.linalg.solve(Li, np.eye(k))
-    Lw = np.linalg.cholesky(Linv.T @ Linv)
-    nu = nu0 + n
-    A = np.zeros((k, k))
-    A[np.diag_indices(k)] = np.sqrt(rng.chisquare(nu - np.arange(k)))
-    A[np.tril_indices(k, -1)] = rng.standard_normal(k * (k - 1) // 2)
-    LA = Lw @ A
-    Lam = LA @ LA.T
+    Lam = _wishart_draw(rng, Winv, nu0 + n)
     beta = beta0 + n
     mu_star = n * xbar / beta
     Ll = np.linalg.cholesky(beta * Lam)

@@ -47,13 +47,13 @@ def _wishart_identity(rng, k: int, nu: float) -> np.ndarray:
 
 
 def _own_rows(rng, n: int, k: int, prior: str, biases: bool, a0: float, b0: float,
-              sd_f: float, sd_b: float) -> tuple[np.ndarray, dict]:
+              sd_f: float, sd_b: float, factor_means: bool = True) -> tuple[np.ndarray, dict]:
     """Own rows [F, b] of one side and the prior scales they were drawn with."""
     hyper = {}
     if prior == "bpmf":
         Lam = _wishart_identity(rng, k, float(k))
         L = np.linalg.cholesky(Lam)
-        mean = np.linalg.solve(L.T, rng.standard_normal(k)) / np.sqrt(BETA0)
+        mean = np.linalg.solve(L.T, rng.standard_normal(k)) / np.sqrt(BETA0) if factor_means else 0.0
         F = mean + np.linalg.solve(L.T, rng.standard_normal((k, n))).T
     else:
         lam = rng.gamma(a0, 1.0 / b0) if prior == "adaptive" else 1.0 / sd_f**2
@@ -67,7 +67,8 @@ def _own_rows(rng, n: int, k: int, prior: str, biases: bool, a0: float, b0: floa
 
 
 def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, density: float = 0.4,
-                   prior: str = "bpmf", biases: bool = True, global_mean: bool = True, implicit=False,
+                   prior: str = "bpmf", factor_means: bool | None = True, biases: bool = True,
+                   global_mean: bool = True, implicit=False,
                    sigma: float | None = None, sigma_u: float = 1.0, sigma_v: float = 1.0,
                    sigma_bias: float = 1.0, gamma_prior: tuple = (1.0, 1.0), n_heldout: int = 5,
                    random_seed=None) -> PriorDraw:
@@ -102,7 +103,8 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
     X = {}
     for side, n, n_other, rows, cols, sd in (("user", n_users, n_items, user, item, sigma_u),
                                               ("item", n_items, n_users, item, user, sigma_v)):
-        own, hyper = _own_rows(rng, n, k, prior, biases, a0, b0, sd, sigma_bias)
+        own, hyper = _own_rows(rng, n, k, prior, biases, a0, b0, sd, sigma_bias,
+                               (not biases) if factor_means is None else bool(factor_means))
         if biases:
             truth["sigma_b" if side == "user" else "sigma_c"] = hyper["sigma_bias"]
         X[side] = own
