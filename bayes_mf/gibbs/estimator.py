@@ -7,8 +7,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
 from .._util import interactive
 from ..base import BayesianEstimator, _check_rating_unit, _in_units
@@ -16,7 +14,7 @@ from ..data import Ratings
 from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
 from . import kernels
 from .chain import _Settings
-from .layout import _implicit_matrix
+from .inputs import feature_block
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
 
@@ -52,6 +50,11 @@ class GibbsPMF(BayesianEstimator):
         Implicit-feedback terms (module docstring): a user's vector gains
         :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
         rated, an item's the same over its raters.  ``True`` means ``"both"``.
+    side_features : bool
+        Take the side-feature tables from the training :class:`~bayes_mf.data.Ratings`'
+        ``meta["user_features"]``/``meta["item_features"]`` (as
+        :func:`bayes_mf.sideinfo.attach_features` stores them) when :meth:`fit`
+        is not given them; it is an error if neither has any.
     sigma : float or None
         Fixed noise sd, in rating units; ``None`` learns the noise precision
         (Gamma prior).
@@ -171,6 +174,7 @@ class GibbsPMF(BayesianEstimator):
         biases: bool = True,
         global_mean: bool = True,
         implicit=False,
+        side_features: bool = False,
         sigma: float | None = None,
         sigma_u: float | None = None,
         sigma_v: float | None = None,
@@ -202,6 +206,7 @@ class GibbsPMF(BayesianEstimator):
         self.biases = biases
         self.global_mean = global_mean
         self.implicit = implicit
+        self.side_features = side_features
         self.sigma = sigma
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
@@ -296,45 +301,32 @@ class GibbsPMF(BayesianEstimator):
             Side information indexed by the original user/item ids (numeric
             columns; ids missing from the table get zeros).  Each column
             :math:`l` adds :math:`A_{il} W_l` to the effective vector
-            (:math:`W_l` has its own factor and bias part, one Gamma prior
-            per column of :math:`W` for the whole table).  Scale the columns
-            yourself (e.g. one-hot rows divided by their norm).
+            (:math:`W_l` has its own factor and bias part).  One Gamma prior
+            per column of :math:`W` and *group* of feature columns: with
+            two-level columns ``(group, level)`` each first level is a group
+            (:func:`bayes_mf.sideinfo.movielens_features` builds such tables),
+            else the whole table is one.  Scale the columns yourself (e.g.
+            one-hot rows divided by their norm).
         **ratings_kw
             Passed to :meth:`Ratings.coerce`; unknown names raise ``TypeError``.
         """
         self._side_features = {"user": user_features, "item": item_features}
+        if self.side_features and user_features is None and item_features is None:
+            meta = getattr(X, "meta", {})
+            if meta.get("user_features") is None and meta.get("item_features") is None:
+                raise ValueError("side_features=True but fit got no user_features/item_features and X "
+                                 "carries none in its meta (see bayes_mf.sideinfo.attach_features)")
         try:
             return super().fit(X, y, **ratings_kw)
         finally:
             del self._side_features
 
     def _feature_block(self, side: str, r: Ratings):
-        implicit = _IMPLICIT[self.implicit]
-        blocks, groups = [], []
-        if side in implicit:
-            rows, cols = (r.user, r.item) if side == "user" else (r.item, r.user)
-            n_rows, n_cols = (r.n_users, r.n_items) if side == "user" else (r.n_items, r.n_users)
-            blocks.append(_implicit_matrix(rows, cols, n_rows, n_cols))
-            groups.append(np.zeros(n_cols, dtype=np.int64))
         table = self._side_features[side]
-        if table is not None:
-            ids = r.users if side == "user" else r.items
-            name = f"{side}_features"
-            if not isinstance(table, pd.DataFrame):
-                raise ValueError(f"{name} must be a DataFrame indexed by {side} id, "
-                                 f"got {type(table).__name__}")
-            try:
-                values = table.astype(float)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name} must have numeric columns only: {exc}") from None
-            if not np.isfinite(values.to_numpy()).all():
-                raise ValueError(f"{name} holds non-finite values")
-            dense = values.reindex(ids).fillna(0.0).to_numpy()
-            blocks.append(sp.csr_matrix(dense))
-            groups.append(np.full(dense.shape[1], len(groups), dtype=np.int64))
-        if not blocks:
-            return None
-        return sp.hstack(blocks).tocsr(), np.concatenate(groups)
+        if table is None and self.side_features:
+            table = r.meta.get(f"{side}_features")
+            self._side_features[side] = table
+        return feature_block(side, r, side in _IMPLICIT[self.implicit], table)
 
     def _settings(self, backend: str, r: Ratings) -> _Settings:
         """The chains' settings, the hyper-parameters given in rating units on the standardised scale."""
