@@ -150,6 +150,7 @@ def posterior_predictive(
     random_seed=None,
     return_draws: bool = False,
     max_elements: int = 8_000_000,
+    offset: tuple | None = None,
 ) -> dict:
     r"""Posterior predictive summaries for pairs given by training codes.
 
@@ -169,6 +170,10 @@ def posterior_predictive(
     return_draws : bool
         Also return the predictive draws, shape (S, P) -- memory grows as
         S x P, so ask for it only on a subset.
+    offset : (mean, sd) of arrays, shape (P,), optional
+        A term outside the draws, e.g. time effects: each draw's linear
+        predictor gains ``mean + sd * N(0, 1)`` (the predictive mean gains
+        exactly ``mean``; identity link).
 
     Returns
     -------
@@ -194,12 +199,22 @@ def posterior_predictive(
     for s in range(0, P, chunk):
         e = min(s + chunk, P)
         eta = linear_predictor(draws, ucode[s:e], icode[s:e], rng)
-        m = 1.0 / (1.0 + np.exp(-eta)) if draws.link == "logistic" else eta
+        shift = 0.0
+        if offset is not None:
+            shift = offset[0][s:e]
+            eta = eta + shift
+            noisy = eta + offset[1][s:e] * rng.standard_normal(eta.shape)
+        else:
+            noisy = eta
+        m = 1.0 / (1.0 + np.exp(-noisy)) if draws.link == "logistic" else noisy
         y = m + sigma * rng.standard_normal(m.shape) if include_noise else m
         y = _to_rating_scale(draws, y)
+        if draws.link == "identity":
+            # exact means: the offset's mean rather than its noisy draws
+            m = eta
         if draws.link == "identity" and ((ucode[s:e] < 0) | (icode[s:e] < 0)).any():
             # exact: an unseen side contributes its prior mean, zero
-            m = linear_predictor(draws, ucode[s:e], icode[s:e], None)
+            m = linear_predictor(draws, ucode[s:e], icode[s:e], None) + shift
         out["mean"][s:e] = _to_rating_scale(draws, m.mean(axis=0))
         out["sd"][s:e] = y.std(axis=0, ddof=1) if S > 1 else np.nan
         lo, hi = np.quantile(y, q, axis=0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
+from .effects import Effects, initial_effects
 from .layout import _Features, _Side
 from .moves import (
     MU_PRIOR_PREC,
@@ -63,6 +64,7 @@ class ChainState:
     m_f: dict  # factor prior means (BPMF)
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
+    effects: object = None  # rating-level effects (gibbs.effects.EffectState) or None
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -96,7 +98,8 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
                      else None) for s, f in feats.items()}
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
-                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat)
+                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
+                      effects=initial_effects(problem, rng, sd))
 
 
 class Sweeper:
@@ -122,6 +125,17 @@ class Sweeper:
                             else np.empty((1, 1))) for s in SIDES}
         self.resid = {s: np.zeros(len(self.counts[s])) for s in SIDES}
         self.check_u, self.check_i = problem["check_user"], problem["check_item"]
+        self.effects = Effects(problem, st) if problem.get("effects") else None
+
+    def set_response(self, y: np.ndarray) -> None:
+        """The working response the Gaussian core (steps 1-5) sees in place of the ratings.
+
+        The one hook for terms outside the core: rating-level effects
+        (:mod:`bayes_mf.gibbs.effects`) hand it ``R - offsets``.
+        """
+        self.rating = y
+        for side in SIDES:
+            self.by[side].set_vals(y)
 
     # ------------------------------------------------------------- blocks
     def _prior(self, s: ChainState, side: str):
@@ -219,6 +233,8 @@ class Sweeper:
         self.invariant_moves(s, own)
         if self.ub and self.st.prior != "fixed":
             s2 = self._scale_moves(s, own, s2)
+        if self.effects is not None:
+            self.effects.shift(self, s, own)  # leaves every prediction, so s2, unchanged
         return s2
 
     def invariant_moves(self, s: ChainState, own: dict) -> None:
@@ -336,8 +352,12 @@ class Sweeper:
     def sweep(self, s: ChainState) -> float:
         """One full sweep; returns the residual sum of squares of the new state."""
         own = {side: self.side_step(s, side) for side in SIDES}
+        if self.effects is not None:
+            self.effects.step(self, s)
         s2 = self.noise_and_mean(s)
         self.hyper(s, own)
+        if self.effects is not None:
+            self.effects.hyper(s)
         if self.st.moves:
             s2 = self.moves(s, own, s2)
         return s2
@@ -369,6 +389,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
     if st.store_factors:
         out["U"][row] = Xu[:, :k]
         out["V"][row] = Xv[:, :k]
+    if sw.effects is not None:
+        sw.effects.record(s, out, row)
 
 
 def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
@@ -385,6 +407,8 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
         out.update(mu_u=np.empty((n_keep, k)), mu_v=np.empty((n_keep, k)))
     if st.store_factors:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
+    if sw.effects is not None:
+        out.update(sw.effects.empty(n_keep))
     return out
 
 
@@ -401,6 +425,9 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     if not isinstance(state, ChainState):
         state = initial_state(problem, st, state)
     sw = Sweeper(problem, st)
+    if sw.effects is not None:
+        sw.effects.sync(sw, state)  # the response of a resumed chain holds its effects
+    sums = sw.effects.sums() if sw.effects is not None else None
     n_keep = max(0, (n_sweeps - burn_in) // thin)
     out = _empty_draws(sw, n_keep)
     U_sum = np.zeros((len(sw.counts["user"]), sw.k))
@@ -421,11 +448,15 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
         _record(sw, state, out, kept, s2)
         U_sum += state.X["user"][:, :sw.k]
         V_sum += state.X["item"][:, :sw.k]
+        if sums is not None:
+            Effects.accumulate(sums, state)
         kept += 1
     if bar is not None:
         bar.close()
     out["loop_seconds"] = time.perf_counter() - t0
     out["U_sum"], out["V_sum"] = U_sum, V_sum
+    if sums is not None:
+        out.update(sums)
     return state, out
 
 

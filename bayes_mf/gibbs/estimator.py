@@ -9,14 +9,15 @@ import warnings
 import numpy as np
 
 from .._util import interactive
-from ..base import BayesianEstimator, _check_rating_unit, _in_units
+from ..base import BayesianEstimator, _in_units
 from ..data import Ratings
 from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
-from . import kernels
+from . import kernels, timefit
 from .chain import _Settings
-from .inputs import feature_block
+from .inputs import TIME_EFFECTS, check_params, feature_block
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
+from .timefit import need_timestamps
 
 __all__ = ["GibbsPMF"]
 
@@ -55,6 +56,18 @@ class GibbsPMF(BayesianEstimator):
         ``meta["user_features"]``/``meta["item_features"]`` (as
         :func:`bayes_mf.sideinfo.attach_features` stores them) when :meth:`fit`
         is not given them; it is an error if neither has any.
+    time_effects : {None, "item", "user", "both"}
+        Time-level biases (timeSVD, Koren 2009; :mod:`bayes_mf.gibbs.effects`):
+        ``"item"`` an effect per item and time bin, ``"user"`` per user and
+        day, each family :math:`N(0, \lambda^{-1})` with a Gamma prior on
+        :math:`\lambda`, drawn exactly.  Needs ``biases=True`` and timestamps:
+        a ``timestamp`` column (Unix seconds) of the DataFrame passed to
+        ``fit``/``predict``, or ``Ratings.meta["timestamp"]``.  A test pair's
+        effect is its level's posterior when that (item, bin) or (user, day)
+        was seen in training, else the prior (mean 0).  The result then has
+        no training ``posterior_predictive``/``log_likelihood`` groups.
+    time_bins : int
+        Equal-width bins of the training period for the item effects.
     sigma : float or None
         Fixed noise sd, in rating units; ``None`` learns the noise precision
         (Gamma prior).
@@ -175,6 +188,8 @@ class GibbsPMF(BayesianEstimator):
         global_mean: bool = True,
         implicit=False,
         side_features: bool = False,
+        time_effects=None,
+        time_bins: int = 30,
         sigma: float | None = None,
         sigma_u: float | None = None,
         sigma_v: float | None = None,
@@ -207,6 +222,8 @@ class GibbsPMF(BayesianEstimator):
         self.global_mean = global_mean
         self.implicit = implicit
         self.side_features = side_features
+        self.time_effects = time_effects
+        self.time_bins = time_bins
         self.sigma = sigma
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
@@ -235,52 +252,7 @@ class GibbsPMF(BayesianEstimator):
 
     # ----------------------------------------------------------------- checks
     def _check_params(self) -> None:
-        def integer(attr, low, name=None):
-            v = getattr(self, attr)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"{name or attr} must be an integer >= {low}, got {v!r}")
-
-        def positive(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
-                    or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}, "
-                                 f"got {v!r}")
-
-        integer("n_factors", 1)
-        if self._draws is not None:
-            integer("_draws", 1, "draws")
-        integer("max_draws", 10)
-        integer("_tune", 0, "tune")
-        integer("thin", 1)
-        integer("chains", 1)
-        integer("n_check", 0)
-        if self.cores is not None:
-            integer("cores", 1)
-        if self.prior not in _PRIORS:
-            raise ValueError(f"prior must be one of {_PRIORS}, got {self.prior!r}")
-        if not isinstance(self.implicit, (bool, str, type(None))) or self.implicit not in _IMPLICIT:
-            raise ValueError(
-                f"implicit must be False, True, 'user', 'item' or 'both', got {self.implicit!r}")
-        if self.backend not in ("auto", "numba", "numpy"):
-            raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {self.backend!r}")
-        if self.backend == "numba" and not kernels.HAVE_NUMBA:
-            raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
-        positive("sigma", allow_none=True)
-        if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
-                                                      and self.target_rhat > 1.0):
-            raise ValueError(f"target_rhat must be a number > 1, got {self.target_rhat!r}")
-        for name in ("sigma_u", "sigma_v", "sigma_bias"):
-            positive(name, allow_none=True)
-        for name in ("init_scale", "target_ess", "max_seconds"):
-            positive(name)
-        _check_rating_unit(self.rating_unit)
-        gp = self.gamma_prior
-        if (not isinstance(gp, (tuple, list)) or len(gp) != 2
-                or not all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in gp)):
-            raise ValueError(f"gamma_prior must be a (shape, rate) pair of positive numbers, got {gp!r}")
+        check_params(self, _PRIORS, _IMPLICIT)
 
     def _resolved_backend(self) -> str:
         if self.backend == "auto":
@@ -311,6 +283,10 @@ class GibbsPMF(BayesianEstimator):
             Passed to :meth:`Ratings.coerce`; unknown names raise ``TypeError``.
         """
         self._side_features = {"user": user_features, "item": item_features}
+        self._fit_time = None
+        if TIME_EFFECTS.get(self.time_effects) and not isinstance(X, Ratings):
+            # a DataFrame's timestamp column, aligned with its rows (Ratings.from_frame keeps their order)
+            self._fit_time = timefit.timestamps(X, len(X), "fit") if hasattr(X, "columns") else None
         if self.side_features and user_features is None and item_features is None:
             meta = getattr(X, "meta", {})
             if meta.get("user_features") is None and meta.get("item_features") is None:
@@ -347,6 +323,10 @@ class GibbsPMF(BayesianEstimator):
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
         """The arrays every chain needs, and the positions of the ``pred_check`` pairs."""
+        self._time_code = None
+        if TIME_EFFECTS[self.time_effects]:
+            t = self._fit_time if self._fit_time is not None else need_timestamps(r, len(r), "fit")
+            self._time_code = timefit.coding(TIME_EFFECTS[self.time_effects], int(self.time_bins), r, t)
         check_rng = np.random.default_rng(np.random.SeedSequence(self.random_seed).spawn(1)[0].spawn(1)[0])
         n_check = min(int(self.n_check), len(r))
         check = np.sort(check_rng.choice(len(r), size=n_check, replace=False))
@@ -359,6 +339,9 @@ class GibbsPMF(BayesianEstimator):
             "user_features": self._feature_block("user", r),
             "item_features": self._feature_block("item", r),
         }
+        if self._time_code is not None:
+            problem["effects"] = self._time_code.families(r.user, r.item, t)
+            problem["check_pos"] = check.astype(np.int64)
         return problem, check
 
     def _plan(self, r: Ratings) -> Plan:
@@ -408,6 +391,10 @@ class GibbsPMF(BayesianEstimator):
         self.U_mean_ = res.U_sum / res.n_summed
         self.V_mean_ = res.V_sum / res.n_summed
         self.converged_, self.convergence_ = res.converged, res.table
+        self.time_posterior_ = None if self._time_code is None else timefit.TimePosterior(
+            self._time_code, res.E_sum, res.E_sq, res.n_summed,
+            {f"time_{s}": np.concatenate([d[f"sigma_time_{s}"] for d in res.draws])
+             for s in self._time_code.sides})
         self.result_ = self._build(res, r, problem, check, st, elapsed, plan)
         if res.converged is False:
             warnings.warn(
@@ -437,6 +424,8 @@ class GibbsPMF(BayesianEstimator):
         for side in ("user", "item"):
             if problem[f"{side}_features"] is not None and self._side_features[side] is not None:
                 extras.append(f"{side} features")
+        if self._time_code is not None:
+            extras.append(f"time effects ({self.time_effects})")
         if extras:
             model += " + " + ", ".join(extras)
         n_kept = int(stacked["sigma"].shape[1])
@@ -452,8 +441,11 @@ class GibbsPMF(BayesianEstimator):
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
-            check=check,
+            check=check, predictive=self._time_code is None,
         )
+        if self._time_code is not None:
+            dt.attrs["time_effects"] = str(self.time_effects)
+            dt.attrs["time_bins"] = int(self.time_bins)
         return dt
 
     def _to_rating_units(self, unit: float, r: Ratings) -> None:
@@ -463,6 +455,8 @@ class GibbsPMF(BayesianEstimator):
         root = math.sqrt(unit)
         self.U_mean_ = self.U_mean_ * root
         self.V_mean_ = self.V_mean_ * root
+        if self.time_posterior_ is not None:
+            self.time_posterior_.scale(unit)
         if self.convergence_ is not None and "mcse_mean_max" in self.convergence_:
             table = self.convergence_.copy()
             table["mcse_mean_max"] = [v * unit ** UNIT_POWERS.get(name, 1.0)
@@ -475,3 +469,20 @@ class GibbsPMF(BayesianEstimator):
                              "kept, so the posterior predictive is unavailable (U_mean_/V_mean_ hold "
                              "the posterior means); refit with store_factors=True")
         return super()._predict_codes(ucode, icode, **kw)
+
+    def _encode(self, pairs, unseen):
+        out = super()._encode(pairs, unseen)
+        if getattr(self, "time_posterior_", None) is not None:
+            # predict() filters the pairs by `keep` before _pair_offset sees their codes
+            self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
+        return out
+
+    def _pair_offset(self, ucode, icode):
+        """Mean and sd of the time effects of the pairs being predicted (None without time effects)."""
+        if getattr(self, "time_posterior_", None) is None:
+            return None
+        t, self._pred_time = getattr(self, "_pred_time", None), None  # used once: never a stale time
+        if t is None or len(t) != len(ucode):
+            raise ValueError("time_effects is on: predict the pairs with their timestamps through predict() "
+                             "or predict_draws() (a 'timestamp' column or Ratings.meta['timestamp'])")
+        return self.time_posterior_.offset(ucode, icode, t)

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..base import _check_rating_unit
 from ..data import Ratings
+from . import kernels
 from .layout import _implicit_matrix
+
+#: time_effects option -> the sides with time-level biases (gibbs.effects)
+TIME_EFFECTS = {None: (), False: (), "none": (), "item": ("item",), "user": ("user",),
+                "both": ("item", "user"), True: ("item", "user")}
 
 
 def feature_groups(table: pd.DataFrame) -> np.ndarray:
@@ -70,3 +76,59 @@ def feature_block(side: str, r: Ratings, implicit: bool, table) -> tuple[sp.csr_
     if not blocks:
         return None
     return sp.hstack(blocks).tocsr(), np.concatenate(groups)
+
+
+def check_params(est, priors: tuple, implicit: dict) -> None:
+    """Refuse invalid :class:`~bayes_mf.gibbs.GibbsPMF` options with a message naming the option."""
+    def integer(attr, low, name=None):
+        v = getattr(est, attr)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name or attr} must be an integer >= {low}, got {v!r}")
+
+    def positive(name, allow_none=False):
+        v = getattr(est, name)
+        if v is None and allow_none:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}, "
+                             f"got {v!r}")
+
+    integer("n_factors", 1)
+    if est._draws is not None:
+        integer("_draws", 1, "draws")
+    integer("max_draws", 10)
+    integer("_tune", 0, "tune")
+    integer("thin", 1)
+    integer("chains", 1)
+    integer("n_check", 0)
+    if est.cores is not None:
+        integer("cores", 1)
+    if est.prior not in priors:
+        raise ValueError(f"prior must be one of {priors}, got {est.prior!r}")
+    if not isinstance(est.implicit, (bool, str, type(None))) or est.implicit not in implicit:
+        raise ValueError(
+            f"implicit must be False, True, 'user', 'item' or 'both', got {est.implicit!r}")
+    if est.backend not in ("auto", "numba", "numpy"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {est.backend!r}")
+    if est.backend == "numba" and not kernels.HAVE_NUMBA:
+        raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
+    positive("sigma", allow_none=True)
+    if isinstance(est.target_rhat, bool) or not (isinstance(est.target_rhat, (int, float))
+                                                  and est.target_rhat > 1.0):
+        raise ValueError(f"target_rhat must be a number > 1, got {est.target_rhat!r}")
+    for name in ("sigma_u", "sigma_v", "sigma_bias"):
+        positive(name, allow_none=True)
+    for name in ("init_scale", "target_ess", "max_seconds"):
+        positive(name)
+    _check_rating_unit(est.rating_unit)
+    gp = est.gamma_prior
+    if (not isinstance(gp, (tuple, list)) or len(gp) != 2
+            or not all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in gp)):
+        raise ValueError(f"gamma_prior must be a (shape, rate) pair of positive numbers, got {gp!r}")
+    if est.time_effects not in TIME_EFFECTS:
+        raise ValueError(f"time_effects must be None, 'item', 'user' or 'both', got {est.time_effects!r}")
+    integer("time_bins", 1)
+    if TIME_EFFECTS[est.time_effects] and not est.biases:
+        raise ValueError("time_effects needs biases=True: a time effect is a deviation of the user's or "
+                         "item's own bias (gibbs.effects)")
