@@ -110,8 +110,8 @@ def test_effect_step_samples_the_exact_joint_conditional():
 
 
 def test_parent_shift_draws_its_exact_conditional():
-    """The shift a_p of one item's own bias against its bins: empirical moments from a fixed state
-    match the density pi(c + a, e - a) integrated on a grid."""
+    """The shift a_p of one item's own bias against its bins: empirical moments from a fixed
+    state match the density pi(c + a, e - a) integrated on a grid."""
     frame = _tiny(seed=2)
     _, _, problem = _problem(frame, ("item",), n_bins=3)
     st = _settings()
@@ -146,9 +146,10 @@ def test_parent_shift_draws_its_exact_conditional():
 
 
 def test_full_chain_matches_the_brute_force_posterior():
-    """End to end (every block and move of the sweep): with factors all but switched off (prior sd 0.02), known
-    noise and fixed bias priors the model is Gaussian given the two effect precisions; integrating
-    those on a grid gives the exact posterior means of mu, the effects and sigma_time_*."""
+    """End to end (every block and move of the sweep): with factors all but switched off (prior
+    sd 0.02), known noise and fixed bias priors the model is Gaussian given the two effect
+    precisions; integrating those on a grid gives the exact posterior means of mu, the effects
+    and sigma_time_*."""
     import arviz as az
 
     frame = _tiny(seed=3)
@@ -182,9 +183,11 @@ def test_full_chain_matches_the_brute_force_posterior():
     exact = w @ np.array(theta_means)
     exact_sig = w @ np.array(inv_sqrt)
     post = model.result_["posterior"]
-    for name, value in (("mu", exact[0]), ("sigma_time_item", exact_sig[0]), ("sigma_time_user", exact_sig[1])):
+    checks = (("mu", exact[0]), ("sigma_time_item", exact_sig[0]), ("sigma_time_user", exact_sig[1]))
+    for name, value in checks:
         err = float(az.mcse(post[name]))
-        assert abs(float(post[name].mean()) - value) <= 4 * err + 0.01, (name, float(post[name].mean()), value)
+        got = float(post[name].mean())
+        assert abs(got - value) <= 4 * err + 0.01, (name, got, value)
     # every effect's posterior mean (running means over the kept draws)
     tp = model.time_posterior_
     got = np.concatenate([tp.mean["time_item"], tp.mean["time_user"]])
@@ -204,7 +207,8 @@ def test_fit_predict_with_timestamps_and_clear_errors():
     assert "sigma_time_user" in timed.convergence_.index  # in the convergence check set
     pred = timed.predict(test_rows)
     # the simulated day effects are large: modelling them must beat the plain model on held-out days
-    assert rmse(test_rows["rating"], pred["mean"]) < rmse(test_rows["rating"], plain.predict(test_rows)["mean"])
+    plain_rmse = rmse(test_rows["rating"], plain.predict(test_rows)["mean"])
+    assert rmse(test_rows["rating"], pred["mean"]) < plain_rmse
     assert (pred["lo"] < pred["mean"]).all() and (pred["mean"] < pred["hi"]).all()
     draws = timed.predict_draws(test_rows.iloc[:5])
     np.testing.assert_allclose(draws.mean(("chain", "draw")), pred["mean"].iloc[:5], atol=0.5)

@@ -41,7 +41,8 @@ def timestamps(X, n: int, what: str) -> np.ndarray | None:
     bad = ~np.isfinite(t) | (t != np.round(t))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what}: column {TIME_COLUMN!r} of row {row} is {float(t[row])}, not whole Unix seconds")
+        raise ValueError(f"{what}: column {TIME_COLUMN!r} of row {row} is {float(t[row])}, "
+                         "not whole Unix seconds")
     if t.shape != (n,):
         raise ValueError(f"{what}: {t.shape[0]} timestamps for {n} ratings (were duplicate pairs merged? "
                          "pass duplicates='error' or one row per pair)")
