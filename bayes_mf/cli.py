@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
                         "known: mean, baseline, als, gd, map, laplace, pathfinder, advi, advi-lowrank, nuts, "
-                        "gibbs, gibbs-implicit, gibbs-side (ml-100k: + user/item attributes)")
+                        "gibbs, gibbs-implicit, gibbs-side (ml-100k: + user/item attributes), "
+                        "gibbs-time (+ per-user day biases; needs timestamps)")
     c.add_argument("--reference", default=None, metavar="METHOD",
                    help="measure every other method against this posterior (e.g. gibbs): predictive "
                         "means in reference sds, sd ratio, coverage of its intervals, the same for the "

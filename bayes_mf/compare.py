@@ -56,6 +56,13 @@ def _gibbs_side(n_factors: int, random_seed):
     return GibbsPMF(n_factors=n_factors, implicit="both", side_features=True, random_seed=random_seed)
 
 
+def _gibbs_time(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    # per-(user, day) biases: on u1 they help where per-item time bins do not (README)
+    return GibbsPMF(n_factors=n_factors, implicit="both", time_effects="user", random_seed=random_seed)
+
+
 def _als(n_factors, random_seed):
     from .als import ALS
 
@@ -95,6 +102,7 @@ METHODS: dict[str, Callable] = {
     "gibbs": _gibbs,
     "gibbs-implicit": _gibbs_implicit,
     "gibbs-side": _gibbs_side,
+    "gibbs-time": _gibbs_time,
 }
 
 

@@ -127,3 +127,19 @@ def test_movielens_100k_tables(movielens_dir):
     train = Ratings.from_frame(pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [3.0, 4.0]}))
     attach_features(train, download=False)
     assert train.meta["user_features"] is not None
+
+
+@pytest.mark.movielens
+def test_compare_methods_get_side_info_and_timestamps(movielens_dir):
+    from bayes_mf.compare import load_data, make_estimator
+
+    train, test, _ = load_data("ml-100k", fold=1)
+    assert train.meta["user_features"].shape[0] == 943 and "timestamp" in test.meta
+    est = make_estimator("gibbs-side", 2, 0, draws=2, tune=1, chains=1)
+    assert est.side_features and est.implicit == "both"
+    est.fit(train)
+    assert "user features" in est.result_.attrs["model"]
+    timed = make_estimator("gibbs-time", 2, 0, draws=2, tune=1, chains=1).fit(train)
+    with pytest.warns(UserWarning, match="unseen"):  # u1.test has items u1.base lacks
+        pred = timed.predict(test)
+    assert np.isfinite(pred["mean"]).all() and len(pred) == len(test)

@@ -241,3 +241,14 @@ def test_ratings_meta_timestamps_and_unit_scaling():
     np.testing.assert_allclose(b.result_["posterior"]["sigma_time_item"],
                                100 * a.result_["posterior"]["sigma_time_item"], rtol=1e-6)
     np.testing.assert_allclose(b.predict(cents)["mean"], 100 * a.predict(r)["mean"], rtol=1e-6)
+
+
+def test_a_time_effects_fit_is_not_saved_half(tmp_path):
+    """The save format has no per-level effects: refusing beats a loaded fit that predicts without them."""
+    from bayes_mf import io
+
+    frame = _tiny(seed=7)
+    model = GibbsPMF(2, time_effects="user", draws=10, tune=5, chains=1, cores=1).fit(frame)
+    with pytest.raises(TypeError, match="time_effects cannot be saved"):
+        io.save(model, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
