@@ -75,6 +75,7 @@ def test_time_coding_bins_days_and_unseen_levels():
     assert code.levels("item", np.array([1]), np.array([T0 + 99 * DAY]))[0] == -1  # item 1's last bin: unseen
     assert code.levels("user", np.array([0]), np.array([T0 + 5 * DAY]))[0] == -1
     assert code.levels("user", np.array([-1]), np.array([T0]))[0] == -1  # unseen user
+    assert code.levels("user", np.array([1]), np.array([T0 - 400 * DAY]))[0] == -1  # before training
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -220,6 +221,9 @@ def test_fit_predict_with_timestamps_and_clear_errors():
     bad.iloc[3, bad.columns.get_loc("timestamp")] = np.nan
     with pytest.raises(ValueError, match="'timestamp' of row 3 is nan"):
         GibbsPMF(2, time_effects="item", **fast).fit(bad)
+    dup = pd.concat([train, train.iloc[:1]])
+    with pytest.raises(ValueError, match="duplicate pairs were merged"):
+        GibbsPMF(2, time_effects="user", **fast).fit(dup, duplicates="mean")
     with pytest.raises(ValueError, match="biases=True"):
         GibbsPMF(2, time_effects="item", biases=False, **fast).fit(train)
     with pytest.raises(ValueError, match="time_effects must be"):

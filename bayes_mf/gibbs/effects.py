@@ -87,6 +87,7 @@ class TimeCoding:
         t = np.asarray(t, dtype=np.int64)
         self.sides, self.n_bins = tuple(sides), int(n_bins)
         self.t_min, self.t_max = int(t.min()), int(t.max())
+        self.day0 = self.t_min // DAY
         self.n_parent = {"user": n_users, "item": n_items}
         self.keys = {}
         for side in self.sides:
@@ -97,7 +98,7 @@ class TimeCoding:
         if side == "item":
             width = max(self.t_max - self.t_min, 1) / self.n_bins
             return np.clip(((t - self.t_min) / width).astype(np.int64), 0, self.n_bins - 1)
-        return t // DAY
+        return t // DAY - self.day0  # < 0: a day before training began (never a level)
 
     def _key(self, side: str, parent, t) -> np.ndarray:
         # parents are < 2**31, bins/days well below 2**31: the pair packs into one int64
@@ -108,7 +109,8 @@ class TimeCoding:
         key = self._key(side, parent, t)
         keys = self.keys[side]
         pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
-        found = (keys[pos] == key) & (np.asarray(parent) >= 0)
+        early = self._bin(side, np.asarray(t, np.int64)) < 0
+        found = (keys[pos] == key) & (np.asarray(parent) >= 0) & ~early
         return np.where(found, pos, -1)
 
     def families(self, user, item, t) -> list:

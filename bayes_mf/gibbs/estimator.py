@@ -326,6 +326,9 @@ class GibbsPMF(BayesianEstimator):
         self._time_code = None
         if TIME_EFFECTS[self.time_effects]:
             t = self._fit_time if self._fit_time is not None else need_timestamps(r, len(r), "fit")
+            if len(t) != len(r):
+                raise ValueError(f"fit: {len(t)} timestamps for {len(r)} ratings (duplicate pairs were "
+                                 "merged); give one row per (user, item) pair with time_effects")
             self._time_code = timefit.coding(TIME_EFFECTS[self.time_effects], int(self.time_bins), r, t)
         check_rng = np.random.default_rng(np.random.SeedSequence(self.random_seed).spawn(1)[0].spawn(1)[0])
         n_check = min(int(self.n_check), len(r))
