@@ -177,6 +177,11 @@ class GibbsPMF(BayesianEstimator):
         (:func:`bayes_mf.diagnostics.convergence_table`).
     n_sweeps_ : int
         Sweeps run per chain, warm-up included.
+    time_posterior_ : TimePosterior or None
+        With ``time_effects``: per family (``time_item``, ``time_user``) each
+        level's posterior mean and sd and the prior sd of unseen levels
+        (:class:`~bayes_mf.gibbs.timefit.TimePosterior`); their scales are
+        the draws ``sigma_time_item``/``sigma_time_user`` of ``result_``.
     """
 
     def __init__(
