@@ -272,6 +272,8 @@ class GibbsPMF(BayesianEstimator):
         ----------
         X : DataFrame, Ratings or path
             The ratings table, as for :meth:`RatingsEstimator.fit <bayes_mf.base.RatingsEstimator.fit>`.
+            With ``time_effects``, also a ``timestamp`` column (Unix seconds;
+            or ``meta["timestamp"]`` of a Ratings).
         y : array-like, optional
             Ratings of the rows of ``X`` when ``X`` holds only (user, item) pairs.
         user_features, item_features : DataFrame, optional
