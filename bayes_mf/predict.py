@@ -150,7 +150,7 @@ def posterior_predictive(
     random_seed=None,
     return_draws: bool = False,
     max_elements: int = 8_000_000,
-    offset: tuple | None = None,
+    offset=None,
 ) -> dict:
     r"""Posterior predictive summaries for pairs given by training codes.
 
@@ -170,10 +170,11 @@ def posterior_predictive(
     return_draws : bool
         Also return the predictive draws, shape (S, P) -- memory grows as
         S x P, so ask for it only on a subset.
-    offset : (mean, sd) of arrays, shape (P,), optional
-        A term outside the draws, e.g. time effects: each draw's linear
-        predictor gains ``mean + sd * N(0, 1)`` (the predictive mean gains
-        exactly ``mean``; identity link).
+    offset : callable, optional
+        A term outside ``draws`` (e.g. time effects): ``offset(lo, hi, rng)``
+        returns its (S, hi - lo) values for pairs ``lo:hi`` in the same draws,
+        which the linear predictor gains; with ``rng=None`` its prior-mean
+        version (unseen levels at 0) for the exact predictive mean.
 
     Returns
     -------
@@ -199,22 +200,16 @@ def posterior_predictive(
     for s in range(0, P, chunk):
         e = min(s + chunk, P)
         eta = linear_predictor(draws, ucode[s:e], icode[s:e], rng)
-        shift = 0.0
         if offset is not None:
-            shift = offset[0][s:e]
-            eta = eta + shift
-            noisy = eta + offset[1][s:e] * rng.standard_normal(eta.shape)
-        else:
-            noisy = eta
-        m = 1.0 / (1.0 + np.exp(-noisy)) if draws.link == "logistic" else noisy
+            eta = eta + offset(s, e, rng)
+        m = 1.0 / (1.0 + np.exp(-eta)) if draws.link == "logistic" else eta
         y = m + sigma * rng.standard_normal(m.shape) if include_noise else m
         y = _to_rating_scale(draws, y)
-        if draws.link == "identity":
-            # exact means: the offset's mean rather than its noisy draws
-            m = eta
-        if draws.link == "identity" and ((ucode[s:e] < 0) | (icode[s:e] < 0)).any():
-            # exact: an unseen side contributes its prior mean, zero
-            m = linear_predictor(draws, ucode[s:e], icode[s:e], None) + shift
+        if draws.link == "identity" and (offset is not None or ((ucode[s:e] < 0) | (icode[s:e] < 0)).any()):
+            # exact: an unseen side (or offset level) contributes its prior mean, zero
+            m = linear_predictor(draws, ucode[s:e], icode[s:e], None)
+            if offset is not None:
+                m = m + offset(s, e, None)
         out["mean"][s:e] = _to_rating_scale(draws, m.mean(axis=0))
         out["sd"][s:e] = y.std(axis=0, ddof=1) if S > 1 else np.nan
         lo, hi = np.quantile(y, q, axis=0)

@@ -427,7 +427,6 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     sw = Sweeper(problem, st)
     if sw.effects is not None:
         sw.effects.sync(sw, state)  # the response of a resumed chain holds its effects
-    sums = sw.effects.sums() if sw.effects is not None else None
     n_keep = max(0, (n_sweeps - burn_in) // thin)
     out = _empty_draws(sw, n_keep)
     U_sum = np.zeros((len(sw.counts["user"]), sw.k))
@@ -448,15 +447,11 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
         _record(sw, state, out, kept, s2)
         U_sum += state.X["user"][:, :sw.k]
         V_sum += state.X["item"][:, :sw.k]
-        if sums is not None:
-            Effects.accumulate(sums, state)
         kept += 1
     if bar is not None:
         bar.close()
     out["loop_seconds"] = time.perf_counter() - t0
     out["U_sum"], out["V_sum"] = U_sum, V_sum
-    if sums is not None:
-        out.update(sums)
     return state, out
 
 

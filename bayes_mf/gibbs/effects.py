@@ -51,14 +51,13 @@ bias, and through the offset move of :mod:`bayes_mf.gibbs.moves` against
 :math:`\mu`); blockwise draws cross it slowly for parents with many ratings.
 So time effects need ``biases=True``.
 
-Predictions: a test rating whose (parent, level) was seen in training gets
-that level's posterior; an unseen level (a new day of a user, a new item)
-gets the prior, mean 0 and variance :math:`E[\lambda_f^{-1}]`.  The chains keep
-each level's running mean and mean square (not its draws: tens of thousands
-of levels times thousands of draws), and the predictive adds
-:math:`N(\bar e, s_e^2)` per draw: the mean is exact, the spread ignores the
-effect's posterior correlation with the other terms (small: :math:`s_e` is a
-fraction of :math:`\sigma`).
+Predictions: the effects' draws are kept with the factors' (``store_factors``;
+posterior variables ``time_item``/``time_user`` over their levels), so a test
+rating whose (parent, level) was seen in training gets that level's draw in
+every posterior draw -- exact, and coupled with the parent's bias it trades
+with -- and an unseen level (a new day of a user, an item's bin it was not
+rated in) a draw from its prior :math:`N(0, \lambda_f^{-1})` given that draw's
+:math:`\lambda_f` (mean 0).
 """
 
 from __future__ import annotations
@@ -216,20 +215,14 @@ class Effects:
     # ------------------------------------------------------------------ draws kept
     def empty(self, n_keep: int) -> dict:
         out = {f"sigma_{f['name']}": np.empty(n_keep) for f in self.fams}
+        if self.st.store_factors:  # the effects themselves, like the factors: predictions need them
+            out.update({f["name"]: np.empty((n_keep, len(f["parent"]))) for f in self.fams})
         return out
 
     def record(self, s, out: dict, row: int) -> None:
         for f in self.fams:
             out[f"sigma_{f['name']}"][row] = 1.0 / math.sqrt(s.effects.lam[f["name"]])
+            if self.st.store_factors:
+                out[f["name"]][row] = s.effects.values[f["name"]]
         if self.check_pos.size:
             out["pred_check"][row] += self.offsets(s, self.check_pos)
-
-    def sums(self) -> dict:
-        return {"E_sum": {f["name"]: np.zeros(len(f["parent"])) for f in self.fams},
-                "E_sq": {f["name"]: np.zeros(len(f["parent"])) for f in self.fams}}
-
-    @staticmethod
-    def accumulate(sums: dict, s) -> None:
-        for name, e in s.effects.values.items():
-            sums["E_sum"][name] += e
-            sums["E_sq"][name] += e * e

@@ -177,11 +177,11 @@ class GibbsPMF(BayesianEstimator):
         (:func:`bayes_mf.diagnostics.convergence_table`).
     n_sweeps_ : int
         Sweeps run per chain, warm-up included.
-    time_posterior_ : TimePosterior or None
-        With ``time_effects``: per family (``time_item``, ``time_user``) each
-        level's posterior mean and sd and the prior sd of unseen levels
-        (:class:`~bayes_mf.gibbs.timefit.TimePosterior`); their scales are
-        the draws ``sigma_time_item``/``sigma_time_user`` of ``result_``.
+    time_coding_ : TimeCoding or None
+        With ``time_effects``: the levels (item x time bin, user x day) of
+        :class:`~bayes_mf.gibbs.effects.TimeCoding`; ``result_`` holds the
+        effects' draws (``time_item``, ``time_user`` over those levels) and
+        their scales (``sigma_time_item``, ``sigma_time_user``).
     """
 
     def __init__(
@@ -349,8 +349,9 @@ class GibbsPMF(BayesianEstimator):
             "user_features": self._feature_block("user", r),
             "item_features": self._feature_block("item", r),
         }
+        self._time_families = []
         if self._time_code is not None:
-            problem["effects"] = self._time_code.families(r.user, r.item, t)
+            problem["effects"] = self._time_families = self._time_code.families(r.user, r.item, t)
             problem["check_pos"] = check.astype(np.int64)
         return problem, check
 
@@ -358,7 +359,8 @@ class GibbsPMF(BayesianEstimator):
         n_samples = None if self._draws is None else int(self._draws)
         max_draws = int(self.max_draws)
         if self.store_factors:
-            per_draw = 8 * int(self.chains) * (r.n_users + r.n_items) * int(self.n_factors)
+            levels = sum(len(f["parent"]) for f in self._time_families)  # time effect draws kept too
+            per_draw = 8 * int(self.chains) * ((r.n_users + r.n_items) * int(self.n_factors) + levels)
             max_draws = min(max_draws, max(100, int(_MAX_FACTOR_BYTES // per_draw)))
         return Plan(burn_in=int(self._tune), n_samples=n_samples, thin=int(self.thin),
                     target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
@@ -401,10 +403,7 @@ class GibbsPMF(BayesianEstimator):
         self.U_mean_ = res.U_sum / res.n_summed
         self.V_mean_ = res.V_sum / res.n_summed
         self.converged_, self.convergence_ = res.converged, res.table
-        self.time_posterior_ = None if self._time_code is None else timefit.TimePosterior(
-            self._time_code, res.E_sum, res.E_sq, res.n_summed,
-            {f"time_{s}": np.concatenate([d[f"sigma_time_{s}"] for d in res.draws])
-             for s in self._time_code.sides})
+        self.time_coding_ = self._time_code
         self.result_ = self._build(res, r, problem, check, st, elapsed, plan)
         if res.converged is False:
             warnings.warn(
@@ -427,7 +426,8 @@ class GibbsPMF(BayesianEstimator):
         results = res.draws
         stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
         sample_stats = {"train_rmse": stacked.pop("train_rmse")}
-        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"]}
+        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
+                      "time_item": ["time_item_level"], "time_user": ["time_user_level"]}
         model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
         extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
             _IMPLICIT[self.implicit]))) if on]
@@ -465,8 +465,6 @@ class GibbsPMF(BayesianEstimator):
         root = math.sqrt(unit)
         self.U_mean_ = self.U_mean_ * root
         self.V_mean_ = self.V_mean_ * root
-        if self.time_posterior_ is not None:
-            self.time_posterior_.scale(unit)
         if self.convergence_ is not None and "mcse_mean_max" in self.convergence_:
             table = self.convergence_.copy()
             table["mcse_mean_max"] = [v * unit ** UNIT_POWERS.get(name, 1.0)
@@ -482,17 +480,20 @@ class GibbsPMF(BayesianEstimator):
 
     def _encode(self, pairs, unseen):
         out = super()._encode(pairs, unseen)
-        if getattr(self, "time_posterior_", None) is not None:
+        if getattr(self, "time_coding_", None) is not None:
             # predict() filters the pairs by `keep` before _pair_offset sees their codes
             self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
         return out
 
-    def _pair_offset(self, ucode, icode):
-        """Mean and sd of the time effects of the pairs being predicted (None without time effects)."""
-        if getattr(self, "time_posterior_", None) is None:
+    def _pair_offset(self, ucode, icode, draws):
+        """The time effects of the pairs being predicted, per draw of ``draws`` (None without them)."""
+        if getattr(self, "time_coding_", None) is None:
             return None
         t, self._pred_time = getattr(self, "_pred_time", None), None  # used once: never a stale time
         if t is None or len(t) != len(ucode):
             raise ValueError("time_effects is on: predict the pairs with their timestamps through predict() "
                              "or predict_draws() (a 'timestamp' column or Ratings.meta['timestamp'])")
-        return self.time_posterior_.offset(ucode, icode, t)
+        S = self.draws_.n_draws
+        # the draws predict() uses: all, or the evenly spaced subset PosteriorDraws.thin takes
+        index = None if draws.n_draws == S else np.linspace(0, S - 1, draws.n_draws).round().astype(int)
+        return timefit.offset_function(self.time_coding_, self.result_["posterior"], ucode, icode, t, index)

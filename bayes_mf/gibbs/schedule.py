@@ -29,7 +29,7 @@ import numpy as np
 logger = logging.getLogger("bayes_mf")
 
 #: variables the chains hold that are not draws
-_NOT_DRAWS = ("loop_seconds", "U_sum", "V_sum", "E_sum", "E_sq")
+_NOT_DRAWS = ("loop_seconds", "U_sum", "V_sum")
 
 
 @dataclass
@@ -63,9 +63,6 @@ class Sampled:
     converged: bool | None = None
     stopped: str = "fixed"
     history: list = field(default_factory=list)
-    #: running sums of the rating-level effects (gibbs.effects) over the kept draws, per family
-    E_sum: dict = field(default_factory=dict)
-    E_sq: dict = field(default_factory=dict)
 
 
 def _merge(old: list | None, results: list) -> list:
@@ -147,9 +144,6 @@ def _accumulate(out: Sampled, results: list) -> None:
     for _, d in results:
         out.U_sum = out.U_sum + d["U_sum"]
         out.V_sum = out.V_sum + d["V_sum"]
-        for key in ("E_sum", "E_sq"):
-            for name, v in d.get(key, {}).items():
-                getattr(out, key)[name] = getattr(out, key).get(name, 0.0) + v
         out.loop_seconds += d["loop_seconds"]
     out.n_summed += sum(_n_draws(d) for _, d in results)
 

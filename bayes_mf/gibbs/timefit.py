@@ -62,37 +62,37 @@ def coding(sides: tuple, n_bins: int, r: Ratings, t: np.ndarray) -> TimeCoding:
     return TimeCoding(sides, n_bins, t, r.user, r.item, r.n_users, r.n_items)
 
 
-class TimePosterior:
-    """Per family: each level's posterior mean and sd, and the prior sd of an unseen level.
+def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
+    r"""The time effects of pairs in every posterior draw, as ``f(lo, hi, rng)`` -> (S, hi - lo).
 
-    Built from the chains' running sums (:class:`~bayes_mf.gibbs.schedule.Sampled`)
-    and the draws of ``sigma_<family>``; all on the scale the sampler ran on
-    until :meth:`scale` maps them to rating units.
+    ``post`` is the result's posterior (variables ``time_<side>`` over levels,
+    ``sigma_time_<side>``); ``index`` picks draws of the flattened (chain x
+    draw) axis, as :meth:`PosteriorDraws.thin <bayes_mf.predict.PosteriorDraws.thin>`
+    does.  A seen level contributes its draw; an unseen one a draw of its prior
+    :math:`N(0, \sigma_f^2)` with that draw's :math:`\sigma_f`, or its mean 0 when
+    ``rng`` is None (the exact predictive mean).
     """
+    from .effects import TIME_FAMILIES
 
-    def __init__(self, code: TimeCoding, E_sum: dict, E_sq: dict, n: int, sigma_draws: dict):
-        self.code = code
-        self.mean = {name: v / n for name, v in E_sum.items()}
-        self.sd = {name: np.sqrt(np.maximum(E_sq[name] / n - self.mean[name] ** 2, 0.0)) for name in E_sum}
-        # an unseen level's effect ~ N(0, 1/lambda): its predictive variance is E[1/lambda]
-        self.prior_sd = {name: float(np.sqrt(np.mean(np.square(s)))) for name, s in sigma_draws.items()}
+    fams = []
+    for side in code.sides:
+        name = TIME_FAMILIES[side]
+        e = post[name].to_numpy()
+        e = e.reshape((-1,) + e.shape[2:])
+        sd = post[f"sigma_{name}"].to_numpy().reshape(-1)
+        if index is not None:
+            e, sd = e[index], sd[index]
+        fams.append((e, sd, code.levels(side, ucode if side == "user" else icode, t)))
 
-    def scale(self, unit: float) -> None:
-        for d in (self.mean, self.sd):
-            for name in d:
-                d[name] = d[name] * unit
-        self.prior_sd = {name: v * unit for name, v in self.prior_sd.items()}
+    def f(lo: int, hi: int, rng) -> np.ndarray:
+        out = 0.0
+        for e, sd, lev in fams:
+            lv = lev[lo:hi]
+            seen = lv >= 0
+            part = e[:, np.maximum(lv, 0)] * seen
+            if rng is not None and not seen.all():
+                part[:, ~seen] = sd[:, None] * rng.standard_normal((sd.size, int((~seen).sum())))
+            out = out + part
+        return out
 
-    def offset(self, ucode, icode, t) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of the summed time effects of pairs (training codes, ``-1`` unseen) at times ``t``."""
-        from .effects import TIME_FAMILIES
-
-        mean = np.zeros(len(ucode))
-        var = np.zeros(len(ucode))
-        for side in self.code.sides:
-            name = TIME_FAMILIES[side]
-            lev = self.code.levels(side, ucode if side == "user" else icode, t)
-            seen = lev >= 0
-            mean[seen] += self.mean[name][lev[seen]]
-            var += np.where(seen, self.sd[name][np.maximum(lev, 0)] ** 2, self.prior_sd[name] ** 2)
-        return mean, np.sqrt(var)
+    return f
