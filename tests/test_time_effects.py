@@ -211,7 +211,20 @@ def test_fit_predict_with_timestamps_and_clear_errors():
     assert rmse(test_rows["rating"], pred["mean"]) < plain_rmse
     assert (pred["lo"] < pred["mean"]).all() and (pred["mean"] < pred["hi"]).all()
     draws = timed.predict_draws(test_rows.iloc[:5])
-    np.testing.assert_allclose(draws.mean(("chain", "draw")), pred["mean"].iloc[:5], atol=0.5)
+    np.testing.assert_allclose(draws.mean(("chain", "draw")), pred["mean"].iloc[:5], atol=0.25)
+    # a day the user never rated on in training: the effect's prior mean, 0, exactly; a seen day:
+    # that level's draws, draw by draw
+    post = timed.result_["posterior"]
+    u, i = train["user"].iloc[0], train["item"].iloc[0]
+    uc, ic = timed.users_.get_loc(u), timed.items_.get_loc(i)
+    base = (post["mu"] + post["user_bias"][:, :, uc] + post["item_bias"][:, :, ic]
+            + (post["U"][:, :, uc] * post["V"][:, :, ic]).sum("factor"))
+    level = timed.time_coding_.levels("user", np.array([uc]), train["timestamp"].iloc[:1].to_numpy())[0]
+    far = pd.DataFrame({"user": [u, u], "item": [i, i],
+                        "timestamp": [T0 + 300 * DAY, int(train["timestamp"].iloc[0])]})
+    both = timed.predict(far)
+    assert both["mean"].iloc[0] == pytest.approx(float(base.mean()))
+    assert both["mean"].iloc[1] == pytest.approx(float((base + post["time_user"][:, :, level]).mean()))
     with pytest.raises(ValueError, match="needs a 'timestamp' column"):
         timed.predict(test_rows.drop(columns="timestamp"))
     with pytest.raises(ValueError, match="needs a 'timestamp' column"):
