@@ -457,13 +457,22 @@ class BayesianEstimator(RatingsEstimator):
         seed = getattr(self, "random_seed", None) if random_seed is None else random_seed
         draws = self.draws_.thin(max_draws)
         out = posterior_predictive(draws, ucode, icode, interval=interval,
-                                   include_noise=include_noise, random_seed=seed)
+                                   include_noise=include_noise, random_seed=seed,
+                                   offset=self._pair_offset(ucode, icode, draws))
         if draws.n_draws == 1:
             # a point estimate has no posterior spread: never fake one
             out["sd"][:] = np.nan
             out["lo"][:] = np.nan
             out["hi"][:] = np.nan
         return out
+
+    def _pair_offset(self, ucode, icode, draws):
+        """Terms outside ``draws`` added to each pair's linear predictor, or None
+        (``offset`` of :func:`~bayes_mf.predict.posterior_predictive`).
+
+        Subclasses with such terms (the time effects of :class:`~bayes_mf.gibbs.GibbsPMF`) override it.
+        """
+        return None
 
     def predict_draws(self, pairs, *, unseen: str = "prior", include_noise: bool = True,
                       max_draws: int | None = None, random_seed=None):
@@ -482,7 +491,7 @@ class BayesianEstimator(RatingsEstimator):
         seed = getattr(self, "random_seed", None) if random_seed is None else random_seed
         draws = self.draws_.thin(max_draws)
         out = posterior_predictive(draws, uc, ic, include_noise=include_noise, random_seed=seed,
-                                   return_draws=True)
+                                   return_draws=True, offset=self._pair_offset(uc, ic, draws))
         post = self.result_["posterior"]
         # thinning across chains leaves one pooled chain
         n_chain = post.sizes["chain"] if draws is self.draws_ else 1

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
                         "known: mean, baseline, als, gd, map, laplace, pathfinder, advi, advi-lowrank, nuts, "
-                        "gibbs, gibbs-implicit")
+                        "gibbs, gibbs-implicit, gibbs-side (ml-100k: + user/item attributes), "
+                        "gibbs-time (+ per-user day biases; needs timestamps)")
     c.add_argument("--reference", default=None, metavar="METHOD",
                    help="measure every other method against this posterior (e.g. gibbs): predictive "
                         "means in reference sds, sd ratio, coverage of its intervals, the same for the "
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sampler_options(p) -> None:
-    g = p.add_argument_group("sampling (nuts, gibbs, gibbs-implicit; default: each estimator's own)")
+    g = p.add_argument_group("sampling (nuts and the gibbs methods; default: each estimator's own)")
     g.add_argument("--chains", type=int, default=None, help="chains per sampled fit")
     g.add_argument("--draws", type=int, default=None,
                    help="kept draws per chain (Gibbs default: sample until converged)")

@@ -49,6 +49,20 @@ def _gibbs_implicit(n_factors: int, random_seed):
     return GibbsPMF(n_factors=n_factors, implicit="both", random_seed=random_seed)
 
 
+def _gibbs_side(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    # the feature tables ride with the data (load_data/load_folds attach them for ML-100K)
+    return GibbsPMF(n_factors=n_factors, implicit="both", side_features=True, random_seed=random_seed)
+
+
+def _gibbs_time(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    # per-(user, day) biases: on u1 they help where per-item time bins do not (README)
+    return GibbsPMF(n_factors=n_factors, implicit="both", time_effects="user", random_seed=random_seed)
+
+
 def _als(n_factors, random_seed):
     from .als import ALS
 
@@ -87,6 +101,8 @@ METHODS: dict[str, Callable] = {
     "nuts": _pmf("nuts"),
     "gibbs": _gibbs,
     "gibbs-implicit": _gibbs_implicit,
+    "gibbs-side": _gibbs_side,
+    "gibbs-time": _gibbs_time,
 }
 
 
@@ -146,6 +162,7 @@ def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: fl
     if data in ("ml-100k", "100k", "movielens"):
         k = 1 if fold is None else int(fold)
         train, test = datasets.movielens_fold("100k", k)
+        _attach_side(train, test)
         return train, test, f"MovieLens 100K fold u{k}"
     if data in ("ml-1m", "1m"):
         ratings = datasets.load_movielens("1m")
@@ -154,6 +171,13 @@ def load_data(data: str = "synthetic", *, fold: int | None = None, test_size: fl
     ratings = Ratings.from_csv(data, **(csv_kw or {}))
     train, test = train_test_split(ratings, test_size, random_seed=random_seed, unseen="prior")
     return train, test, f"{data}, random {test_size:.0%} hold-out (seed {random_seed})"
+
+
+def _attach_side(train: Ratings, test: Ratings) -> None:
+    """ML-100K user and item attributes in ``meta``, for ``gibbs-side`` (:mod:`bayes_mf.sideinfo`)."""
+    from .sideinfo import attach_features
+
+    attach_features(train, test)
 
 
 def load_folds(data: str = "synthetic", *, k: int = 5, random_seed=0, csv_kw: dict | None = None):
@@ -170,8 +194,11 @@ def load_folds(data: str = "synthetic", *, k: int = 5, random_seed=0, csv_kw: di
     from .splits import kfold_splits
 
     if data in ("ml-100k", "100k", "movielens"):
-        return [(f"u{f}", *datasets.movielens_fold("100k", f), f"MovieLens 100K fold u{f}")
-                for f in range(1, 6)]
+        out = [(f"u{f}", *datasets.movielens_fold("100k", f), f"MovieLens 100K fold u{f}")
+               for f in range(1, 6)]
+        for _, train, test, _ in out:
+            _attach_side(train, test)
+        return out
     if data == "synthetic":
         ratings, name = default_synthetic(random_seed).ratings, "synthetic"
     elif data in ("ml-1m", "1m"):

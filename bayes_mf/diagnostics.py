@@ -50,7 +50,8 @@ __all__ = [
     "loo",
 ]
 
-IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check")
+IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check",
+                "sigma_time_item", "sigma_time_user")
 NOT_IDENTIFIABLE = ("U", "V")
 
 

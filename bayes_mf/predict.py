@@ -150,6 +150,7 @@ def posterior_predictive(
     random_seed=None,
     return_draws: bool = False,
     max_elements: int = 8_000_000,
+    offset=None,
 ) -> dict:
     r"""Posterior predictive summaries for pairs given by training codes.
 
@@ -169,6 +170,11 @@ def posterior_predictive(
     return_draws : bool
         Also return the predictive draws, shape (S, P) -- memory grows as
         S x P, so ask for it only on a subset.
+    offset : callable, optional
+        A term outside ``draws`` (e.g. time effects): ``offset(lo, hi, rng)``
+        returns its (S, hi - lo) values for pairs ``lo:hi`` in the same draws,
+        which the linear predictor gains; with ``rng=None`` its prior-mean
+        version (unseen levels at 0) for the exact predictive mean.
 
     Returns
     -------
@@ -194,12 +200,16 @@ def posterior_predictive(
     for s in range(0, P, chunk):
         e = min(s + chunk, P)
         eta = linear_predictor(draws, ucode[s:e], icode[s:e], rng)
+        if offset is not None:
+            eta = eta + offset(s, e, rng)
         m = 1.0 / (1.0 + np.exp(-eta)) if draws.link == "logistic" else eta
         y = m + sigma * rng.standard_normal(m.shape) if include_noise else m
         y = _to_rating_scale(draws, y)
-        if draws.link == "identity" and ((ucode[s:e] < 0) | (icode[s:e] < 0)).any():
-            # exact: an unseen side contributes its prior mean, zero
+        if draws.link == "identity" and (offset is not None or ((ucode[s:e] < 0) | (icode[s:e] < 0)).any()):
+            # exact: an unseen side (or offset level) contributes its prior mean, zero
             m = linear_predictor(draws, ucode[s:e], icode[s:e], None)
+            if offset is not None:
+                m = m + offset(s, e, None)
         out["mean"][s:e] = _to_rating_scale(draws, m.mean(axis=0))
         out["sd"][s:e] = y.std(axis=0, ddof=1) if S > 1 else np.nan
         lo, hi = np.quantile(y, q, axis=0)

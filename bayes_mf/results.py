@@ -93,7 +93,7 @@ VAR_DIMS = {
 #: the power of the rating unit each posterior variable carries (identity link)
 UNIT_POWERS = {
     "sigma": 1.0, "mu": 1.0, "user_bias": 1.0, "item_bias": 1.0, "sigma_b": 1.0, "sigma_c": 1.0,
-    "pred_check": 1.0,
+    "pred_check": 1.0, "sigma_time_item": 1.0, "sigma_time_user": 1.0, "time_item": 1.0, "time_user": 1.0,
     "U": 0.5, "V": 0.5, "sigma_u": 0.5, "sigma_v": 0.5, "mu_u": 0.5, "mu_v": 0.5,
 }
 

@@ -190,9 +190,11 @@ def test_sbc_zero_factor_means_is_calibrated():
 
 
 def test_factor_means_default_and_validation(sim):
+    from bayes_mf.gibbs.inputs import factor_means_on
+
     assert GibbsPMF().factor_means is True
-    assert GibbsPMF(factor_means=None)._factor_means() is False  # biases on: redundant, fixed at 0
-    assert GibbsPMF(factor_means=None, biases=False)._factor_means() is True
+    assert factor_means_on(GibbsPMF(factor_means=None)) is False  # biases on: redundant, fixed at 0
+    assert factor_means_on(GibbsPMF(factor_means=None, biases=False)) is True
     with pytest.raises(ValueError, match="factor_means"):
         GibbsPMF(factor_means="yes", draws=5, tune=0, chains=2).fit(sim.ratings)
 

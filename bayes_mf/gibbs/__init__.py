@@ -94,6 +94,13 @@ One sweep draws, in turn,
    other side's biases and :math:`\mu`, the bias means against :math:`\mu`,
    the bias scales against their precisions).
 
+Time effects (``time_effects=``, :mod:`bayes_mf.gibbs.effects`) add rating-level
+terms :math:`e_{f,g_f(n)}` (an item's time bin, a user's day) to the mean.  The
+core above then runs on the working response :math:`R - \sum_f e_f`
+(``Sweeper.set_response``, the one hook), and the sweep gains their exact
+conjugate draws after step 3, their Gamma precisions in step 5, and an exact
+shift of each parent's own bias against its levels in step 6.
+
 Kernels: with numba importable the per-row loops run compiled (``cache=True``,
 so the compile cost is paid once per installation); otherwise an equivalent
 NumPy implementation (sparse x dense products, batched Cholesky) is used.
@@ -108,8 +115,10 @@ factors.
 Where things live
 -----------------
 ``kernels`` (compiled and NumPy twins of the per-row loops) · ``layout``
-(observations by side, feature matrices) · ``priors`` (hyperparameter
-conditionals) · ``moves`` (exact ridge moves) · ``chain`` (state, sweep, a
+(observations by side, feature matrices) · ``inputs`` (options checked, feature
+tables to matrices) · ``priors`` (hyperparameter conditionals) · ``moves``
+(exact ridge moves) · ``effects`` (rating-level time effects) · ``timefit``
+(their timestamps and posterior for prediction) · ``chain`` (state, sweep, a
 run of sweeps) · ``parallel`` (in-process or worker processes) ·
 ``schedule`` (fixed length or rounds until converged) · ``estimator``
 (:class:`GibbsPMF`) · ``simulate`` (data drawn from the exact prior) ·

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
+from .effects import Effects, initial_effects
 from .layout import _Features, _Side
 from .moves import (
     MU_PRIOR_PREC,
@@ -64,6 +65,7 @@ class ChainState:
     m_f: dict  # factor prior means (BPMF)
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
+    effects: object = None  # rating-level effects (gibbs.effects.EffectState) or None
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -97,7 +99,8 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
                      else None) for s, f in feats.items()}
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
-                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat)
+                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
+                      effects=initial_effects(problem, rng, sd))
 
 
 class Sweeper:
@@ -123,6 +126,17 @@ class Sweeper:
                             else np.empty((1, 1))) for s in SIDES}
         self.resid = {s: np.zeros(len(self.counts[s])) for s in SIDES}
         self.check_u, self.check_i = problem["check_user"], problem["check_item"]
+        self.effects = Effects(problem, st) if problem.get("effects") else None
+
+    def set_response(self, y: np.ndarray) -> None:
+        """The working response the Gaussian core (steps 1-5) sees in place of the ratings.
+
+        The one hook for terms outside the core: rating-level effects
+        (:mod:`bayes_mf.gibbs.effects`) hand it ``R - offsets``.
+        """
+        self.rating = y
+        for side in SIDES:
+            self.by[side].set_vals(y)
 
     # ------------------------------------------------------------- blocks
     def _prior(self, s: ChainState, side: str):
@@ -222,6 +236,8 @@ class Sweeper:
         self.invariant_moves(s, own)
         if self.ub and self.st.prior != "fixed":
             s2 = self._scale_moves(s, own, s2)
+        if self.effects is not None:
+            self.effects.shift(self, s, own)  # leaves every prediction, so s2, unchanged
         return s2
 
     def invariant_moves(self, s: ChainState, own: dict) -> None:
@@ -343,8 +359,12 @@ class Sweeper:
     def sweep(self, s: ChainState) -> float:
         """One full sweep; returns the residual sum of squares of the new state."""
         own = {side: self.side_step(s, side) for side in SIDES}
+        if self.effects is not None:
+            self.effects.step(self, s)
         s2 = self.noise_and_mean(s)
         self.hyper(s, own)
+        if self.effects is not None:
+            self.effects.hyper(s)
         if self.st.moves:
             s2 = self.moves(s, own, s2)
         return s2
@@ -376,6 +396,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
     if st.store_factors:
         out["U"][row] = Xu[:, :k]
         out["V"][row] = Xv[:, :k]
+    if sw.effects is not None:
+        sw.effects.record(s, out, row)
 
 
 def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
@@ -392,6 +414,8 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
         out.update(mu_u=np.empty((n_keep, k)), mu_v=np.empty((n_keep, k)))
     if st.store_factors:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
+    if sw.effects is not None:
+        out.update(sw.effects.empty(n_keep))
     return out
 
 
@@ -408,6 +432,8 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     if not isinstance(state, ChainState):
         state = initial_state(problem, st, state)
     sw = Sweeper(problem, st)
+    if sw.effects is not None:
+        sw.effects.sync(sw, state)  # the response of a resumed chain holds its effects
     n_keep = max(0, (n_sweeps - burn_in) // thin)
     out = _empty_draws(sw, n_keep)
     U_sum = np.zeros((len(sw.counts["user"]), sw.k))

@@ -7,18 +7,17 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
 from .._util import interactive
-from ..base import BayesianEstimator, _check_rating_unit, _in_units
+from ..base import BayesianEstimator, _in_units
 from ..data import Ratings
 from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
-from . import kernels
+from . import kernels, timefit
 from .chain import _Settings
-from .layout import _implicit_matrix
+from .inputs import TIME_EFFECTS, check_params, factor_means_on, feature_block, lengths
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
+from .timefit import need_timestamps
 
 __all__ = ["GibbsPMF"]
 
@@ -64,6 +63,23 @@ class GibbsPMF(BayesianEstimator):
         Implicit-feedback terms (module docstring): a user's vector gains
         :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
         rated, an item's the same over its raters.  ``True`` means ``"both"``.
+    side_features : bool
+        Take the side-feature tables from the training :class:`~bayes_mf.data.Ratings`'
+        ``meta["user_features"]``/``meta["item_features"]`` (as
+        :func:`bayes_mf.sideinfo.attach_features` stores them) when :meth:`fit`
+        is not given them; it is an error if neither has any.
+    time_effects : {None, "item", "user", "both"}
+        Time-level biases (timeSVD, Koren 2009; :mod:`bayes_mf.gibbs.effects`):
+        ``"item"`` an effect per item and time bin, ``"user"`` per user and
+        day, each family :math:`N(0, \lambda^{-1})` with a Gamma prior on
+        :math:`\lambda`, drawn exactly.  Needs ``biases=True`` and timestamps:
+        a ``timestamp`` column (Unix seconds) of the DataFrame passed to
+        ``fit``/``predict``, or ``Ratings.meta["timestamp"]``.  A test pair's
+        effect is its level's posterior when that (item, bin) or (user, day)
+        was seen in training, else the prior (mean 0).  The result then has
+        no training ``posterior_predictive``/``log_likelihood`` groups.
+    time_bins : int
+        Equal-width bins of the training period for the item effects.
     sigma : float or None
         Fixed noise sd, in rating units; ``None`` learns the noise precision
         (Gamma prior).
@@ -173,6 +189,11 @@ class GibbsPMF(BayesianEstimator):
         (:func:`bayes_mf.diagnostics.convergence_table`).
     n_sweeps_ : int
         Sweeps run per chain, warm-up included.
+    time_coding_ : TimeCoding or None
+        With ``time_effects``: the levels (item x time bin, user x day) of
+        :class:`~bayes_mf.gibbs.effects.TimeCoding`; ``result_`` holds the
+        effects' draws (``time_item``, ``time_user`` over those levels) and
+        their scales (``sigma_time_item``, ``sigma_time_user``).
     """
 
     def __init__(
@@ -184,6 +205,9 @@ class GibbsPMF(BayesianEstimator):
         biases: bool = True,
         global_mean: bool = True,
         implicit=False,
+        side_features: bool = False,
+        time_effects=None,
+        time_bins: int = 30,
         sigma: float | None = None,
         sigma_u: float | None = None,
         sigma_v: float | None = None,
@@ -216,6 +240,9 @@ class GibbsPMF(BayesianEstimator):
         self.biases = biases
         self.global_mean = global_mean
         self.implicit = implicit
+        self.side_features = side_features
+        self.time_effects = time_effects
+        self.time_bins = time_bins
         self.sigma = sigma
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
@@ -244,54 +271,7 @@ class GibbsPMF(BayesianEstimator):
 
     # ----------------------------------------------------------------- checks
     def _check_params(self) -> None:
-        def integer(attr, low, name=None):
-            v = getattr(self, attr)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"{name or attr} must be an integer >= {low}, got {v!r}")
-
-        def positive(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
-                    or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}, "
-                                 f"got {v!r}")
-
-        integer("n_factors", 1)
-        if self._draws is not None:
-            integer("_draws", 1, "draws")
-        integer("max_draws", 10)
-        integer("_tune", 0, "tune")
-        integer("thin", 1)
-        integer("chains", 1)
-        integer("n_check", 0)
-        if self.cores is not None:
-            integer("cores", 1)
-        if self.prior not in _PRIORS:
-            raise ValueError(f"prior must be one of {_PRIORS}, got {self.prior!r}")
-        if self.factor_means not in (True, False, None):
-            raise ValueError(f"factor_means must be True, False or None, got {self.factor_means!r}")
-        if not isinstance(self.implicit, (bool, str, type(None))) or self.implicit not in _IMPLICIT:
-            raise ValueError(
-                f"implicit must be False, True, 'user', 'item' or 'both', got {self.implicit!r}")
-        if self.backend not in ("auto", "numba", "numpy"):
-            raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {self.backend!r}")
-        if self.backend == "numba" and not kernels.HAVE_NUMBA:
-            raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
-        positive("sigma", allow_none=True)
-        if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
-                                                      and self.target_rhat > 1.0):
-            raise ValueError(f"target_rhat must be a number > 1, got {self.target_rhat!r}")
-        for name in ("sigma_u", "sigma_v", "sigma_bias"):
-            positive(name, allow_none=True)
-        for name in ("init_scale", "target_ess", "max_seconds"):
-            positive(name)
-        _check_rating_unit(self.rating_unit)
-        gp = self.gamma_prior
-        if (not isinstance(gp, (tuple, list)) or len(gp) != 2
-                or not all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in gp)):
-            raise ValueError(f"gamma_prior must be a (shape, rate) pair of positive numbers, got {gp!r}")
+        check_params(self, _PRIORS, _IMPLICIT)
 
     def _resolved_backend(self) -> str:
         if self.backend == "auto":
@@ -306,51 +286,44 @@ class GibbsPMF(BayesianEstimator):
         ----------
         X : DataFrame, Ratings or path
             The ratings table, as for :meth:`RatingsEstimator.fit <bayes_mf.base.RatingsEstimator.fit>`.
+            With ``time_effects``, also a ``timestamp`` column (Unix seconds;
+            or ``meta["timestamp"]`` of a Ratings).
         y : array-like, optional
             Ratings of the rows of ``X`` when ``X`` holds only (user, item) pairs.
         user_features, item_features : DataFrame, optional
             Side information indexed by the original user/item ids (numeric
             columns; ids missing from the table get zeros).  Each column
             :math:`l` adds :math:`A_{il} W_l` to the effective vector
-            (:math:`W_l` has its own factor and bias part, one Gamma prior
-            per column of :math:`W` for the whole table).  Scale the columns
-            yourself (e.g. one-hot rows divided by their norm).
+            (:math:`W_l` has its own factor and bias part).  One Gamma prior
+            per column of :math:`W` and *group* of feature columns: with
+            two-level columns ``(group, level)`` each first level is a group
+            (:func:`bayes_mf.sideinfo.movielens_features` builds such tables),
+            else the whole table is one.  Scale the columns yourself (e.g.
+            one-hot rows divided by their norm).
         **ratings_kw
             Passed to :meth:`Ratings.coerce`; unknown names raise ``TypeError``.
         """
         self._side_features = {"user": user_features, "item": item_features}
+        self._fit_time = None
+        if TIME_EFFECTS.get(self.time_effects) and not isinstance(X, Ratings):
+            # a DataFrame's timestamp column, aligned with its rows (Ratings.from_frame keeps their order)
+            self._fit_time = timefit.timestamps(X, len(X), "fit") if hasattr(X, "columns") else None
+        if self.side_features and user_features is None and item_features is None:
+            meta = getattr(X, "meta", {})
+            if meta.get("user_features") is None and meta.get("item_features") is None:
+                raise ValueError("side_features=True but fit got no user_features/item_features and X "
+                                 "carries none in its meta (see bayes_mf.sideinfo.attach_features)")
         try:
             return super().fit(X, y, **ratings_kw)
         finally:
             del self._side_features
 
     def _feature_block(self, side: str, r: Ratings):
-        implicit = _IMPLICIT[self.implicit]
-        blocks, groups = [], []
-        if side in implicit:
-            rows, cols = (r.user, r.item) if side == "user" else (r.item, r.user)
-            n_rows, n_cols = (r.n_users, r.n_items) if side == "user" else (r.n_items, r.n_users)
-            blocks.append(_implicit_matrix(rows, cols, n_rows, n_cols))
-            groups.append(np.zeros(n_cols, dtype=np.int64))
         table = self._side_features[side]
-        if table is not None:
-            ids = r.users if side == "user" else r.items
-            name = f"{side}_features"
-            if not isinstance(table, pd.DataFrame):
-                raise ValueError(f"{name} must be a DataFrame indexed by {side} id, "
-                                 f"got {type(table).__name__}")
-            try:
-                values = table.astype(float)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name} must have numeric columns only: {exc}") from None
-            if not np.isfinite(values.to_numpy()).all():
-                raise ValueError(f"{name} holds non-finite values")
-            dense = values.reindex(ids).fillna(0.0).to_numpy()
-            blocks.append(sp.csr_matrix(dense))
-            groups.append(np.full(dense.shape[1], len(groups), dtype=np.int64))
-        if not blocks:
-            return None
-        return sp.hstack(blocks).tocsr(), np.concatenate(groups)
+        if table is None and self.side_features:
+            table = r.meta.get(f"{side}_features")
+            self._side_features[side] = table
+        return feature_block(side, r, side in _IMPLICIT[self.implicit], table)
 
     def _settings(self, backend: str, r: Ratings) -> _Settings:
         """The chains' settings, the hyper-parameters given in rating units on the standardised scale."""
@@ -367,17 +340,18 @@ class GibbsPMF(BayesianEstimator):
             sigma_bias=given.get("sigma_bias", 1.0),
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
-            factor_means=self._factor_means(),
+            factor_means=factor_means_on(self),
         )
-
-    def _factor_means(self) -> bool:
-        """Whether BPMF learns the factor means (``None``: only without biases)."""
-        if self.factor_means is None:
-            return not self.biases
-        return bool(self.factor_means)
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
         """The arrays every chain needs, and the positions of the ``pred_check`` pairs."""
+        self._time_code = None
+        if TIME_EFFECTS[self.time_effects]:
+            t = self._fit_time if self._fit_time is not None else need_timestamps(r, len(r), "fit")
+            if len(t) != len(r):
+                raise ValueError(f"fit: {len(t)} timestamps for {len(r)} ratings (duplicate pairs were "
+                                 "merged); give one row per (user, item) pair with time_effects")
+            self._time_code = timefit.coding(TIME_EFFECTS[self.time_effects], int(self.time_bins), r, t)
         check_rng = np.random.default_rng(np.random.SeedSequence(self.random_seed).spawn(1)[0].spawn(1)[0])
         n_check = min(int(self.n_check), len(r))
         check = np.sort(check_rng.choice(len(r), size=n_check, replace=False))
@@ -390,34 +364,25 @@ class GibbsPMF(BayesianEstimator):
             "user_features": self._feature_block("user", r),
             "item_features": self._feature_block("item", r),
         }
+        self._time_families = []
+        if self._time_code is not None:
+            problem["effects"] = self._time_families = self._time_code.families(r.user, r.item, t)
+            problem["check_pos"] = check.astype(np.int64)
         return problem, check
 
     def _plan(self, r: Ratings) -> Plan:
         n_samples = None if self._draws is None else int(self._draws)
         max_draws = int(self.max_draws)
         if self.store_factors:
-            per_draw = 8 * int(self.chains) * (r.n_users + r.n_items) * int(self.n_factors)
+            levels = sum(len(f["parent"]) for f in self._time_families)  # time effect draws kept too
+            per_draw = 8 * int(self.chains) * ((r.n_users + r.n_items) * int(self.n_factors) + levels)
             max_draws = min(max_draws, max(100, int(_MAX_FACTOR_BYTES // per_draw)))
         return Plan(burn_in=int(self._tune), n_samples=n_samples, thin=int(self.thin),
                     target_rhat=float(self.target_rhat), target_ess=float(self.target_ess),
                     max_seconds=float(self.max_seconds), max_draws=max_draws)
 
     def _lengths(self) -> tuple[int | None, int]:
-        """``(draws, tune)``, taking the deprecated ``n_samples``/``burn_in`` where given."""
-        out = {"draws": self.draws, "tune": self.tune}
-        defaults = {"draws": None, "tune": 100}
-        for old, new in (("n_samples", "draws"), ("burn_in", "tune")):
-            value = getattr(self, old)
-            if isinstance(value, str) and value == _DEPRECATED:
-                continue
-            if out[new] != defaults[new]:
-                raise ValueError(f"GibbsPMF got both {new}={out[new]!r} and its deprecated alias "
-                                 f"{old}={value!r}: give {new} only")
-            # stacklevel: _lengths <- _fit <- RatingsEstimator.fit <- GibbsPMF.fit <- the caller
-            warnings.warn(f"GibbsPMF({old}=...) is deprecated and will be removed; use {new}=... "
-                          "(the name PMF uses)", FutureWarning, stacklevel=5)
-            out[new] = value
-        return out["draws"], out["tune"]
+        return lengths(self, _DEPRECATED)
 
     def _fit(self, r: Ratings) -> None:
         self._draws, self._tune = self._lengths()
@@ -439,6 +404,7 @@ class GibbsPMF(BayesianEstimator):
         self.U_mean_ = res.U_sum / res.n_summed
         self.V_mean_ = res.V_sum / res.n_summed
         self.converged_, self.convergence_ = res.converged, res.table
+        self.time_coding_ = self._time_code
         self.result_ = self._build(res, r, problem, check, st, elapsed, plan)
         if res.converged is False:
             warnings.warn(
@@ -461,13 +427,16 @@ class GibbsPMF(BayesianEstimator):
         results = res.draws
         stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
         sample_stats = {"train_rmse": stacked.pop("train_rmse")}
-        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"]}
+        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
+                      "time_item": ["time_item_level"], "time_user": ["time_user_level"]}
         model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
         extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
             _IMPLICIT[self.implicit]))) if on]
         for side in ("user", "item"):
             if problem[f"{side}_features"] is not None and self._side_features[side] is not None:
                 extras.append(f"{side} features")
+        if self._time_code is not None:
+            extras.append(f"time effects ({self.time_effects})")
         if extras:
             model += " + " + ", ".join(extras)
         n_kept = int(stacked["sigma"].shape[1])
@@ -483,8 +452,11 @@ class GibbsPMF(BayesianEstimator):
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
-            check=check,
+            check=check, predictive=self._time_code is None,
         )
+        if self._time_code is not None:
+            dt.attrs["time_effects"] = str(self.time_effects)
+            dt.attrs["time_bins"] = int(self.time_bins)
         return dt
 
     def _to_rating_units(self, unit: float, r: Ratings) -> None:
@@ -506,3 +478,23 @@ class GibbsPMF(BayesianEstimator):
                              "kept, so the posterior predictive is unavailable (U_mean_/V_mean_ hold "
                              "the posterior means); refit with store_factors=True")
         return super()._predict_codes(ucode, icode, **kw)
+
+    def _encode(self, pairs, unseen):
+        out = super()._encode(pairs, unseen)
+        if getattr(self, "time_coding_", None) is not None:
+            # predict() filters the pairs by `keep` before _pair_offset sees their codes
+            self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
+        return out
+
+    def _pair_offset(self, ucode, icode, draws):
+        """The time effects of the pairs being predicted, per draw of ``draws`` (None without them)."""
+        if getattr(self, "time_coding_", None) is None:
+            return None
+        t, self._pred_time = getattr(self, "_pred_time", None), None  # used once: never a stale time
+        if t is None or len(t) != len(ucode):
+            raise ValueError("time_effects is on: predict the pairs with their timestamps through predict() "
+                             "or predict_draws() (a 'timestamp' column or Ratings.meta['timestamp'])")
+        S = self.draws_.n_draws
+        # the draws predict() uses: all, or the evenly spaced subset PosteriorDraws.thin takes
+        index = None if draws.n_draws == S else np.linspace(0, S - 1, draws.n_draws).round().astype(int)
+        return timefit.offset_function(self.time_coding_, self.result_["posterior"], ucode, icode, t, index)

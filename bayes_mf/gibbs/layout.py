@@ -19,6 +19,11 @@ class _Side:
         self.cols_obs = cols
         self.vals_obs = vals
 
+    def set_vals(self, vals) -> None:
+        """New values of the same observations (the working response of :mod:`bayes_mf.gibbs.effects`)."""
+        self.vals[:] = vals[self.index.order]
+        self.vals_obs = vals
+
 
 class _Features:
     """Feature matrix A of one side (rows = users or items) with its column (CSC) layout."""

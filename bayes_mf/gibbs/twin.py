@@ -17,8 +17,8 @@ The variables carry the result names (``sigma`` = :math:`\tau^{-1/2}`,
 ``sigma_u`` = :math:`\lambda_U^{-1/2}`, ``sigma_b``, ``sigma_c``), on the
 fit's standardised scale (multiply by :math:`u`; 1 for star ratings).
 
-BPMF's Normal-Wishart prior and the implicit/side features have no twin
-here: they raise ``NotImplementedError``.
+BPMF's Normal-Wishart prior, the implicit/side features and the time effects
+have no twin here: they raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def pymc_model(est, ratings, *, parametrization: str = "noncentered"):
         raise NotImplementedError(f"no PyMC twin of prior={est.prior!r}: only 'fixed' and 'adaptive'")
     if est.implicit:
         raise NotImplementedError("no PyMC twin of a model with implicit feedback features")
+    if getattr(est, "time_effects", None) not in (None, False, "none"):
+        raise NotImplementedError("no PyMC twin of a model with time effects (tests/test_time_effects.py "
+                                  "checks them against a brute-force posterior instead)")
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     from sklearn.base import clone
