@@ -50,7 +50,7 @@ __all__ = [
     "loo",
 ]
 
-IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check")
+IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check", "cutpoints")
 NOT_IDENTIFIABLE = ("U", "V")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import kernels, ordinal
 from .layout import _Features, _Side
 from .moves import (
     MU_PRIOR_PREC,
@@ -47,6 +47,7 @@ class _Settings:
     backend: str
     store_factors: bool
     moves: bool = True
+    likelihood: str = "gaussian"  # "ordinal": ordered probit on the problem's "codes" (gibbs.ordinal)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ChainState:
     m_f: dict  # factor prior means (BPMF)
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
+    ordinal: object = None  # ordinal.OrdinalState of the cut-points (likelihood="ordinal")
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -94,9 +96,12 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     lam_b = {s: jitter() / st.sigma_bias**2 for s in SIDES}
     prec_feat = {s: (np.full((int(f[1].max()) + 1 if f[1].size else 0, d), lam_f[s]) if f is not None
                      else None) for s, f in feats.items()}
+    # drawn last, so that the Gaussian chains' random streams are unchanged
+    cuts = (ordinal.initial_ordinal(problem["codes"], len(problem["levels"]), rng)
+            if st.likelihood == "ordinal" else None)
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
-                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat)
+                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat, ordinal=cuts)
 
 
 class Sweeper:
@@ -105,6 +110,13 @@ class Sweeper:
     def __init__(self, problem: dict, st: _Settings):
         self.st = st
         self.user, self.item, self.rating = problem["user"], problem["item"], problem["rating"]
+        self.ordinal = st.likelihood == "ordinal"
+        self.adapt = False  # set by run_chain during burn-in: tuning of the cut-point proposal
+        if self.ordinal:
+            # the working response is rewritten every sweep: a private copy, never the shared problem's
+            self.rating = np.array(self.rating, dtype=np.float64)
+            self.codes = problem["codes"]
+            self.n_levels = len(problem["levels"])
         self.n_obs = self.rating.shape[0]
         self.k = st.n_factors
         self.ub = int(st.biases)
@@ -124,6 +136,31 @@ class Sweeper:
         self.check_u, self.check_i = problem["check_user"], problem["check_item"]
 
     # ------------------------------------------------------------- blocks
+    def set_response(self, y: np.ndarray) -> None:
+        """Make ``y`` (one value per rating, in input order) the Gaussian core's target.
+
+        The one place the core's response is written: the rating array the
+        residual kernels read and each side's copy in CSR order (``by[side].vals``).
+        """
+        self.rating[:] = y
+        for side in SIDES:
+            by = self.by[side]
+            by.vals[:] = y[by.index.order]
+
+    def linear_predictor(self, s: ChainState) -> np.ndarray:
+        r""":math:`\eta_n = \mu + \tilde b_i + \tilde c_j + \tilde U_i^\top \tilde V_j` of every rating."""
+        k = self.k
+        Xu, Xv = s.X["user"], s.X["item"]
+        eta = np.einsum("nk,nk->n", Xu[self.user, :k], Xv[self.item, :k]) + s.mu
+        if self.ub:
+            eta += Xu[self.user, k] + Xv[self.item, k]
+        return eta
+
+    def ordinal_step(self, s: ChainState) -> None:
+        """Cut-points, then latent ratings z (:mod:`bayes_mf.gibbs.ordinal`); z becomes the response."""
+        z = ordinal.ordinal_step(s.rng, s.ordinal, self.codes, self.linear_predictor(s), self.adapt)
+        self.set_response(z)
+
     def _prior(self, s: ChainState, side: str):
         k, d = self.k, self.d
         P = np.zeros((d, d))
@@ -335,6 +372,8 @@ class Sweeper:
 
     def sweep(self, s: ChainState) -> float:
         """One full sweep; returns the residual sum of squares of the new state."""
+        if self.ordinal:
+            self.ordinal_step(s)
         own = {side: self.side_step(s, side) for side in SIDES}
         s2 = self.noise_and_mean(s)
         self.hyper(s, own)
@@ -369,6 +408,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
     if st.store_factors:
         out["U"][row] = Xu[:, :k]
         out["V"][row] = Xv[:, :k]
+    if sw.ordinal:
+        out["cutpoints"][row] = s.ordinal.cuts
 
 
 def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
@@ -385,6 +426,8 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
         out.update(mu_u=np.empty((n_keep, k)), mu_v=np.empty((n_keep, k)))
     if st.store_factors:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
+    if sw.ordinal:
+        out["cutpoints"] = np.empty((n_keep, sw.n_levels - 1))
     return out
 
 
@@ -413,6 +456,7 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     t0 = time.perf_counter()
     kept = 0
     for t in range(n_sweeps):
+        sw.adapt = t < burn_in
         s2 = sw.sweep(state)
         if bar is not None:
             bar.update(1)

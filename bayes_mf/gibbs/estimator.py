@@ -17,6 +17,7 @@ from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message,
 from . import kernels
 from .chain import _Settings
 from .layout import _implicit_matrix
+from .ordinal_predict import OrdinalMixin
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
 
@@ -30,7 +31,7 @@ _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 _DEPRECATED = "deprecated"
 
 
-class GibbsPMF(BayesianEstimator):
+class GibbsPMF(OrdinalMixin, BayesianEstimator):
     r"""Blocked Gibbs sampler for PMF / BPMF with biases and implicit feedback.
 
     The maths (model, priors, the exact conditional of every block) is in the
@@ -52,9 +53,16 @@ class GibbsPMF(BayesianEstimator):
         Implicit-feedback terms (module docstring): a user's vector gains
         :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
         rated, an item's the same over its raters.  ``True`` means ``"both"``.
+    likelihood : {"gaussian", "ordinal"}
+        ``"ordinal"``: ordered probit for integer star ratings, by data
+        augmentation with learned cut-points (:mod:`bayes_mf.gibbs.ordinal`;
+        latent noise sd 1, first cut-point 0, rating unit 1); composes with
+        every prior, biases and features.  Predictions are in stars:
+        ``predict`` adds ``median``, ``mode`` and star-set intervals,
+        ``predict_proba`` gives P(R = k) (:mod:`bayes_mf.gibbs.ordinal_predict`).
     sigma : float or None
         Fixed noise sd, in rating units; ``None`` learns the noise precision
-        (Gamma prior).
+        (Gamma prior).  Must be ``None`` for ``likelihood="ordinal"``.
     sigma_u, sigma_v, sigma_bias : float or None
         Prior sds of factors and biases for ``prior="fixed"`` (feature
         vectors of a side use that side's factor sd); ignored otherwise.
@@ -171,6 +179,7 @@ class GibbsPMF(BayesianEstimator):
         biases: bool = True,
         global_mean: bool = True,
         implicit=False,
+        likelihood: str = "gaussian",
         sigma: float | None = None,
         sigma_u: float | None = None,
         sigma_v: float | None = None,
@@ -202,6 +211,7 @@ class GibbsPMF(BayesianEstimator):
         self.biases = biases
         self.global_mean = global_mean
         self.implicit = implicit
+        self.likelihood = likelihood
         self.sigma = sigma
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
@@ -264,6 +274,7 @@ class GibbsPMF(BayesianEstimator):
         if self.backend == "numba" and not kernels.HAVE_NUMBA:
             raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
         positive("sigma", allow_none=True)
+        self._check_likelihood()
         if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
                                                       and self.target_rhat > 1.0):
             raise ValueError(f"target_rhat must be a number > 1, got {self.target_rhat!r}")
@@ -346,12 +357,12 @@ class GibbsPMF(BayesianEstimator):
                           warn=used)
         return _Settings(
             n_factors=int(self.n_factors), prior=self.prior, biases=bool(self.biases),
-            global_mean=bool(self.global_mean), sigma=given.get("sigma"),
+            global_mean=bool(self.global_mean), sigma=1.0 if self._ordinal else given.get("sigma"),
             sigma_u=given.get("sigma_u", 1.0), sigma_v=given.get("sigma_v", 1.0),
             sigma_bias=given.get("sigma_bias", 1.0),
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
-        )
+            likelihood=self.likelihood)
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
         """The arrays every chain needs, and the positions of the ``pred_check`` pairs."""
@@ -367,6 +378,8 @@ class GibbsPMF(BayesianEstimator):
             "user_features": self._feature_block("user", r),
             "item_features": self._feature_block("item", r),
         }
+        if self._ordinal:
+            self._ordinal_problem(problem, r)
         return problem, check
 
     def _plan(self, r: Ratings) -> Plan:
@@ -438,7 +451,8 @@ class GibbsPMF(BayesianEstimator):
         results = res.draws
         stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
         sample_stats = {"train_rmse": stacked.pop("train_rmse")}
-        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"]}
+        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
+                      "cutpoints": ["cutpoint"]}
         model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
         extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
             _IMPLICIT[self.implicit]))) if on]
@@ -447,6 +461,7 @@ class GibbsPMF(BayesianEstimator):
                 extras.append(f"{side} features")
         if extras:
             model += " + " + ", ".join(extras)
+        model, attrs = self._likelihood_label(model)
         n_kept = int(stacked["sigma"].shape[1])
         dt = build_result(
             stacked, r, method="gibbs", model=model, n_factors=st.n_factors, random_seed=self.random_seed,
@@ -456,11 +471,12 @@ class GibbsPMF(BayesianEstimator):
                    "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
                    "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
                    "moves": int(st.moves),
-                   "noise": "learned" if st.sigma is None else f"fixed {float(self.sigma):g}",
+                   "noise": ("learned" if st.sigma is None else "fixed 1 (latent)" if self._ordinal
+                             else f"fixed {float(self.sigma):g}"), **attrs,
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
-            check=check,
+            check=check, predictive=not self._ordinal,
         )
         return dt
 
