@@ -1,0 +1,222 @@
+"""The ordered-probit Gibbs option: its pieces exact, its estimator usable, its predictions in stars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bayes_mf.gibbs import GibbsPMF
+from bayes_mf.gibbs import ordinal as ordm
+from bayes_mf.gibbs.ordinal_predict import star_sets, summarise
+
+
+def ordinal_frame(n_users=40, n_items=30, k=2, density=0.35, cuts=(0.0, 0.8, 1.6, 2.2), seed=0):
+    """Star ratings 1..5 drawn from the ordered-probit model with a rank-k mean."""
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(0, 0.8, (n_users, k)), rng.normal(0, 0.8, (n_items, k))
+    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
+    z = 1.0 + (U[u] * V[i]).sum(1) + rng.normal(0, 0.3, n_users)[u] + rng.standard_normal(u.size)
+    r = 1 + np.searchsorted(np.asarray(cuts), z)
+    return pd.DataFrame({"user": u, "item": i, "rating": r.astype(float)})
+
+
+@pytest.mark.parametrize("lo, hi", [(-1.0, 0.5), (-np.inf, -3.0), (2.5, np.inf), (38.0, np.inf),
+                                    (-np.inf, -40.0), (6.0, 6.01), (-0.2, 0.2)])
+def test_truncated_normal_matches_scipy_in_the_tails(lo, hi):
+    """Inverse-CDF draws in log space have the truncated normal's mean and sd, even 40 sd out,
+    and never leave the interval."""
+    x = ordm.truncated_normal(np.random.default_rng(0), np.full(20000, lo), np.full(20000, hi))
+    assert np.all((x >= lo) & (x <= hi))
+    mean, var = stats.truncnorm.stats(lo, hi, moments="mv")
+    sd = float(np.sqrt(var))
+    assert abs(x.mean() - float(mean)) < 5 * sd / np.sqrt(x.size) + 1e-9
+    assert abs(x.std() - sd) < 0.05 * sd + 1e-9
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo > 0.1:
+        assert stats.kstest(x, stats.truncnorm(lo, hi).cdf).pvalue > 1e-3
+
+
+def test_log_interval_is_accurate_where_differences_underflow():
+    """log(Phi(b) - Phi(a)) agrees with scipy where that is accurate, and stays finite 40 sd out."""
+    a, b = np.array([-1.0, -np.inf, 0.3, 2.0]), np.array([0.5, -2.0, np.inf, 2.5])
+    ref = np.log(stats.norm.cdf(b) - stats.norm.cdf(a))
+    np.testing.assert_allclose(ordm.log_interval(a, b), ref, rtol=1e-12)
+    far = ordm.log_interval(np.array([40.0]), np.array([np.inf]))
+    np.testing.assert_allclose(far, stats.norm.logsf(40.0), rtol=1e-10)
+
+
+def test_cutpoint_block_samples_the_exact_marginal_posterior():
+    """The (cut-points, latent ratings) block, run alone at a fixed linear predictor, reproduces the
+    posterior of the two log gaps computed by quadrature on a grid: means and sds within Monte-Carlo
+    error (a wrong acceptance ratio, prior or proposal would shift them).  Few ratings, so the prior
+    matters too."""
+    rng = np.random.default_rng(3)
+    n = 25
+    eta = rng.normal(0.8, 1.0, n)
+    true_cuts = np.array([0.0, 0.7, 1.5])
+    codes = np.searchsorted(true_cuts, eta + rng.standard_normal(n)).astype(np.int64)
+    # the exact posterior, written independently of the sampler's code: scipy's normal CDF and N(0, 1)
+    grid = np.linspace(-4.0, 2.5, 201)
+    A1, A2 = np.meshgrid(grid, grid, indexing="ij")
+    ext = np.stack([np.full(A1.shape, -np.inf), np.zeros(A1.shape), np.exp(A1), np.exp(A1) + np.exp(A2),
+                    np.full(A1.shape, np.inf)], axis=-1)
+    upper = stats.norm.cdf(ext[..., codes + 1] - eta)
+    lower = stats.norm.cdf(ext[..., codes] - eta)
+    with np.errstate(divide="ignore"):  # far corners of the grid have probability 0
+        logp = np.log(upper - lower).sum(-1) + stats.norm.logpdf(A1) + stats.norm.logpdf(A2)
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    assert w[0].sum() + w[-1].sum() + w[:, 0].sum() + w[:, -1].sum() < 1e-6  # the grid holds the mass
+    exact_mean = np.array([(w * A1).sum(), (w * A2).sum()])
+    exact_sd = np.sqrt(np.array([(w * A1**2).sum(), (w * A2**2).sum()]) - exact_mean**2)
+
+    o = ordm.initial_ordinal(codes, 4, rng)
+    for _ in range(300):  # burn-in with tuning
+        ordm.ordinal_step(rng, o, codes, eta, adapt=True)
+    draws, zs = [], []
+    for _ in range(6000):
+        z = ordm.ordinal_step(rng, o, codes, eta, adapt=False)
+        draws.append(o.alpha.copy())
+        zs.append(z[0])
+    draws = np.array(draws)
+    acc = o.accepted / o.proposed
+    assert 0.1 < acc < 0.7
+    import arviz as az
+
+    for j in range(2):
+        ess = float(az.ess(draws[None, :, j]))
+        assert abs(draws[:, j].mean() - exact_mean[j]) < 4 * exact_sd[j] / np.sqrt(ess), j
+        assert abs(draws[:, j].std() - exact_sd[j]) < 0.1 * exact_sd[j], j
+    # the latent rating of rating 0 lies in its level's interval at its cut-points
+    lo, hi = ordm._bounds(codes[:1], eta[:1], o.cuts)
+    assert lo[0] + eta[0] <= zs[-1] <= hi[0] + eta[0]
+
+
+def test_ordinal_levels_validation_names_column_and_values():
+    levels, codes = ordm.ordinal_levels([1, 3, 5, 2], scale=(1, 5))
+    np.testing.assert_array_equal(levels, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(codes, [0, 2, 4, 1])
+    with pytest.raises(ValueError, match=r"'stars'.*3\.5"):
+        ordm.ordinal_levels([1, 3.5, 4], name="stars")
+    with pytest.raises(ValueError, match="2 to 20"):
+        ordm.ordinal_levels(np.arange(30))
+
+
+def test_star_sets_and_summaries():
+    """Greedy highest-probability sets, median star and mean from level probabilities."""
+    p = np.array([[0.05, 0.10, 0.50, 0.30, 0.05], [0.45, 0.10, 0.05, 0.05, 0.35]])
+    sets = star_sets(p, 0.9)
+    np.testing.assert_array_equal(sets, [[False, True, True, True, False], [True, True, False, False, True]])
+    assert (p * sets).sum(1).min() >= 0.9 - 1e-12
+    out = summarise(p, np.arange(1.0, 6.0), 0.9)
+    np.testing.assert_allclose(out["mean"], p @ np.arange(1, 6))
+    np.testing.assert_array_equal(out["median"], [3, 2])
+    np.testing.assert_array_equal(out["lo"], [2, 1])
+    np.testing.assert_array_equal(out["hi"], [4, 5])
+    assert list(out["stars"]) == ["2,3,4", "1,2,5"]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    df = ordinal_frame()
+    est = GibbsPMF(2, prior="adaptive", likelihood="ordinal", draws=200, tune=100, chains=2, cores=1,
+                   target_ess=50, random_seed=1)
+    with pytest.warns(Warning):  # 200 draws are short of the default convergence targets
+        est.fit(df)
+    return est, df
+
+
+def test_ordinal_fit_records_cutpoints_and_predicts_stars(fitted):
+    est, df = fitted
+    post = est.result_["posterior"]
+    cuts = post["cutpoints"]
+    assert cuts.dims == ("chain", "draw", "cutpoint") and cuts.sizes["cutpoint"] == 4
+    assert np.all(cuts.isel(cutpoint=0) == 0) and np.all(cuts.diff("cutpoint") > 0)
+    assert np.all(post["sigma"] == 1.0)  # the latent noise sd is held at 1
+    assert "cutpoints" in est.convergence_.index
+    proba = est.predict_proba(df.iloc[:20])
+    levels = [1.0, 2.0, 3.0, 4.0, 5.0]
+    np.testing.assert_allclose(proba[levels].sum(axis=1), 1.0)
+    pred = est.predict(df.iloc[:20], interval=0.9)
+    np.testing.assert_allclose(pred["mean"], proba[levels].to_numpy() @ np.arange(1, 6))
+    assert set(pred["median"]) <= set(levels) and np.all(pred["lo"] <= pred["hi"])
+    draws = est.predict_draws(df.iloc[:20], max_draws=100)
+    assert set(np.unique(draws)) <= set(levels) and draws.shape == (1, 100, 20)
+    # the star draws follow the probabilities (the mean over 100 draws within a few sds)
+    se = pred["sd"].to_numpy() / np.sqrt(100)
+    assert np.mean(np.abs(draws.mean(("chain", "draw")).to_numpy() - pred["mean"].to_numpy()) < 4 * se) > 0.9
+    # the model is informative: better than the training marginal on its own training data
+    p_obs = proba[levels].to_numpy()[np.arange(20), (df["rating"].to_numpy()[:20] - 1).astype(int)]
+    marginal = np.bincount(df["rating"].astype(int) - 1, minlength=5) / len(df)
+    assert np.mean(np.log(p_obs)) > np.mean(np.log(marginal[(df["rating"].to_numpy()[:20] - 1).astype(int)]))
+
+
+def test_ordinal_rejects_non_integer_ratings_and_a_fixed_sigma():
+    df = ordinal_frame().assign(rating=lambda d: d["rating"] + 0.5 * (d.index == 3))
+    with pytest.raises(ValueError, match="integer star ratings.*'rating'.*3.5|integer star ratings"):
+        GibbsPMF(2, likelihood="ordinal", draws=10, tune=5, chains=1).fit(df)
+    with pytest.raises(ValueError, match="sigma"):
+        GibbsPMF(2, likelihood="ordinal", sigma=1.0, draws=10, tune=5, chains=1).fit(ordinal_frame())
+    with pytest.raises(ValueError, match="likelihood"):
+        GibbsPMF(2, likelihood="poisson", draws=10, tune=5, chains=1).fit(ordinal_frame())
+    with pytest.raises(ValueError, match="ordinal"):
+        GibbsPMF(2, draws=10, tune=5, chains=1).fit(ordinal_frame()).predict_proba(ordinal_frame())
+
+
+@pytest.mark.parametrize("options", [dict(prior="bpmf", implicit="both"), dict(prior="fixed", biases=False),
+                                     dict(prior="adaptive", backend="numpy")])
+def test_ordinal_composes_with_priors_and_features(options):
+    """Every prior, biases on or off, implicit features and both kernel families run the ordinal
+    model and give probabilities that sum to one."""
+    df = ordinal_frame(n_users=25, n_items=20)
+    est = GibbsPMF(2, likelihood="ordinal", draws=30, tune=20, chains=2, cores=1, random_seed=0, **options)
+    with pytest.warns(Warning):
+        est.fit(df)
+    proba = est.predict_proba(df.iloc[:10])
+    np.testing.assert_allclose(proba[[1.0, 2.0, 3.0, 4.0, 5.0]].sum(axis=1), 1.0)
+    assert np.isfinite(est.result_["posterior"]["cutpoints"]).all()
+
+
+@pytest.mark.slow
+def test_ordinal_gibbs_agrees_with_its_pymc_ordered_probit_twin():
+    """NUTS on the PyMC twin (pm.OrderedProbit, same priors) and the Gibbs sampler agree on the
+    cut-points' posterior means and sds and on the predicted probability of each training pair's own
+    level (within 4 joint MCSE).  The whole sweep is checked: cut-point move, latent draws and the
+    Gaussian core with tau = 1."""
+    import arviz as az
+    import pymc as pm
+
+    from bayes_mf.gibbs.ordinal_predict import level_probabilities
+    from bayes_mf.gibbs.twin import pymc_model
+
+    df = ordinal_frame(n_users=18, n_items=14, density=0.5, seed=4)
+    gibbs = GibbsPMF(1, prior="adaptive", likelihood="ordinal", draws=1500, tune=200, chains=4, cores=1,
+                     random_seed=2)
+    with pymc_model(gibbs, df):
+        idata = pm.sample(draws=600, tune=600, chains=2, random_seed=1, progressbar=False,
+                          target_accept=0.95, compute_convergence_checks=False)
+    with pytest.warns(Warning):  # the prior precisions of this tiny problem mix slowly
+        gibbs.fit(df)
+    pg, pn = gibbs.result_["posterior"], idata["posterior"]
+    assert int(idata["sample_stats"]["diverging"].sum()) <= 5
+    for j in (1, 2, 3):
+        a, b = pg["cutpoints"].isel(cutpoint=j), pn["cutpoints"].isel(cutpoint=j)
+        err = np.hypot(float(az.mcse(a)), float(az.mcse(b)))
+        assert abs(float(a.mean()) - float(b.mean())) <= 4 * err, j
+        err_sd = np.hypot(float(az.mcse(a, method="sd")), float(az.mcse(b, method="sd")))
+        assert abs(float(a.std()) - float(b.std())) <= 4 * err_sd, j
+    codes = df["rating"].to_numpy().astype(int) - 1
+    u, i = df["user"].to_numpy(), df["item"].to_numpy()
+
+    def own_level_prob(post):
+        eta = np.einsum("cdpk,cdpk->cdp", post["U"].to_numpy()[:, :, u], post["V"].to_numpy()[:, :, i])
+        eta += post["mu"].to_numpy()[..., None] + post["user_bias"].to_numpy()[:, :, u]
+        eta += post["item_bias"].to_numpy()[:, :, i]
+        c, d = eta.shape[:2]
+        p = level_probabilities(eta.reshape(c * d, -1), post["cutpoints"].to_numpy().reshape(c * d, -1))
+        return p[:, np.arange(len(codes)), codes].reshape(c, d, -1)
+
+    eg, en = own_level_prob(pg), own_level_prob(pn)
+    mcse = np.hypot(az.mcse(eg), az.mcse(en))
+    assert np.mean(np.abs(eg.mean((0, 1)) - en.mean((0, 1))) <= 4 * mcse) >= 0.95
