@@ -220,3 +220,70 @@ def test_ordinal_gibbs_agrees_with_its_pymc_ordered_probit_twin():
     eg, en = own_level_prob(pg), own_level_prob(pn)
     mcse = np.hypot(az.mcse(eg), az.mcse(en))
     assert np.mean(np.abs(eg.mean((0, 1)) - en.mean((0, 1))) <= 4 * mcse) >= 0.95
+
+
+def test_ordinal_metrics_by_hand():
+    """Log score, RPS (the CRPS of unit-spaced stars), accuracy, median MAE and star-set coverage."""
+    from bayes_mf.evaluate import log_score, ordinal_scores, ranked_probability_score
+
+    levels = np.array([1.0, 2.0, 3.0])
+    p = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    y = np.array([3.0, 1.0])
+    assert log_score(y, p, levels) == pytest.approx(np.mean(np.log([0.3, 0.6])))
+    # RPS: (F1 - 0)^2 + (F2 - 0)^2 for y = 3; (F1 - 1)^2 + (F2 - 1)^2 for y = 1
+    rps = ((0.2**2 + 0.7**2) + (0.4**2 + 0.1**2)) / 2
+    assert ranked_probability_score(y, p, levels) == pytest.approx(rps)
+    # the CRPS of the discrete predictive, by its integral definition on a fine grid
+    grid = np.linspace(0.0, 4.0, 400001)
+    pos = np.searchsorted(levels, grid, "right") - 1  # the highest level <= each grid point (-1: none)
+    crps = np.mean([np.trapezoid((np.where(pos >= 0, np.cumsum(p[n])[np.maximum(pos, 0)], 0.0)
+                                  - (grid >= y[n])) ** 2, grid) for n in range(2)])
+    assert crps == pytest.approx(rps, abs=1e-4)
+    s = ordinal_scores(y, p, levels, interval=0.7)
+    assert s["accuracy"] == 0.5 and s["mae_median"] == pytest.approx((1 + 0) / 2)
+    assert s["coverage"] == 1.0  # {2, 3} holds 3 and {1, 2} holds 1
+    with pytest.raises(ValueError, match="levels"):
+        log_score([2.5, 1.0], p, levels)
+
+
+def test_star_ppc_and_its_plot(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayes_mf.evaluate import star_ppc
+    from bayes_mf.plots import plot_star_ppc
+
+    est, df = fitted
+    t = star_ppc(est, df, max_draws=100)
+    assert list(t["level"]) == [1, 2, 3, 4, 5] and t["observed"].sum() == len(df)
+    assert t["expected"].sum() == pytest.approx(len(df))
+    assert np.all(t["lo"] <= t["hi"])
+    # on its own training data the fitted model reproduces the star histogram
+    assert np.all((t["observed"] >= t["lo"] - 0.1 * len(df)) & (t["observed"] <= t["hi"] + 0.1 * len(df)))
+    fig, ax = plt.subplots()
+    assert plot_star_ppc(est, df, max_draws=50, ax=ax) is ax
+    assert len(ax.patches) == 5 and "stars" in ax.get_xlabel()
+    plt.close(fig)
+
+
+def test_compare_row_of_gibbs_ordinal():
+    """The gibbs-ordinal method of compare: its row carries the ordinal metrics; JSON keeps them."""
+    import json
+
+    from bayes_mf.compare import make_estimator, run, to_json
+    from bayes_mf.data import Ratings
+
+    df = ordinal_frame(n_users=30, n_items=25, seed=2)
+    train = Ratings.from_frame(df.iloc[: int(0.8 * len(df))])
+    test = Ratings.from_frame(df.iloc[int(0.8 * len(df)):])
+    est = make_estimator("gibbs-ordinal", 2, 0, draws=60, tune=30, chains=2, cores=1)
+    assert est.likelihood == "ordinal"
+    with pytest.warns(Warning):
+        comp = run(train, test, ["gibbs-ordinal"], n_factors=2, estimators={"gibbs-ordinal": est})
+    row = comp.table.iloc[0]
+    assert row["log_score"] < 0 and 0 < row["rps"] < 4 and 0 <= row["accuracy"] <= 1
+    assert 0 <= row["coverage"] <= 1 and row["lpd"] == row["log_score"]
+    doc = json.loads(to_json(comp.table, data="toy", fold=None))
+    assert {"log_score", "rps", "rhat_max", "ess_min", "converged"} <= set(doc["results"][0])
