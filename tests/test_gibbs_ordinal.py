@@ -287,3 +287,26 @@ def test_compare_row_of_gibbs_ordinal():
     assert 0 <= row["coverage"] <= 1 and row["lpd"] == row["log_score"]
     doc = json.loads(to_json(comp.table, data="toy", fold=None))
     assert {"log_score", "rps", "rhat_max", "ess_min", "converged"} <= set(doc["results"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("link", ["probit", "logistic"])
+def test_pymc_ordinal_twin_runs_map_and_advi(link):
+    """The PyMC twin (OrderedProbit, or OrderedLogistic) is an ordinary PyMC model: MAP and ADVI run on it
+    and give increasing cut-points from 0 (fixed prior scales: a joint mode over learned scales collapses)."""
+    import pymc as pm
+
+    from bayes_mf.gibbs.twin import pymc_model
+
+    df = ordinal_frame(n_users=20, n_items=15, density=0.5, seed=4)
+    est = GibbsPMF(2, prior="fixed", likelihood="ordinal")
+    with pymc_model(est, df, ordinal_link=link) as model:
+        dt = pm.find_MAP(progressbar=False, random_seed=0, return_inferencedata=True, jitter=False,
+                         maxiter=300)
+        approx = pm.fit(300, method="advi", progressbar=False, random_seed=0)
+    assert "cutpoints" in model.named_vars and model["rating"] in model.observed_RVs
+    cuts = dt["posterior"]["cutpoints"].to_numpy().ravel()
+    assert cuts[0] == 0 and np.all(np.diff(cuts) > 0) and cuts[-1] < 10
+    assert np.isfinite(approx.hist).all() and approx.hist[-50:].mean() < approx.hist[:50].mean()
+    with pytest.raises(ValueError, match="ordinal_link"):
+        pymc_model(est, df, ordinal_link="cauchit")
