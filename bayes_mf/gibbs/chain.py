@@ -157,9 +157,8 @@ class Sweeper:
         return eta
 
     def ordinal_step(self, s: ChainState) -> None:
-        """Cut-points, then latent ratings z (:mod:`bayes_mf.gibbs.ordinal`); z becomes the response."""
-        z = ordinal.ordinal_step(s.rng, s.ordinal, self.codes, self.linear_predictor(s), self.adapt)
-        self.set_response(z)
+        """Cut-points, joint rescaling, latent ratings z (:func:`.ordinal.sweep_step`); z: the response."""
+        ordinal.sweep_step(self, s)
 
     def _prior(self, s: ChainState, side: str):
         k, d = self.k, self.d

@@ -42,13 +42,35 @@ then runs the Gaussian core on the working response :math:`z`:
    Robbins-Monro step on :math:`\log\lambda`); after burn-in it is frozen, so
    the kept sweeps are exact symmetric Metropolis steps.  :data:`MH_STEPS`
    proposals per sweep;
-2. :math:`z_n \mid \gamma, \eta_n, r_n \sim N(\eta_n, 1)` truncated to
+2. a joint rescaling of the location parameters and cut-points, also with
+   :math:`z` integrated out (:func:`scale_step`): the map
+   :math:`T_g: (\mu, b, c, U, V, \gamma) \mapsto (g\mu, g b, g c, \sqrt g U,
+   \sqrt g V, g\gamma)` (feature vectors like the part they feed) sends
+   :math:`\eta \mapsto g\eta` and keeps :math:`\gamma_1 = 0`.  Given
+   :math:`z`, the Gaussian core pins this direction to a sliver
+   (:math:`\sum (z - \eta)^2 \approx n`), so the blocked sampler crawls
+   along it; with :math:`z` integrated out its width is the posterior's own.
+   Random-walk Metropolis on :math:`t = \log g` with target (Liu & Sabatti
+   2000: a move along a group, Haar measure :math:`dt`)
+
+   .. math::
+       \log p(T_{e^t} x \mid r) + D\,t = \sum_n \log\bigl(\Phi(g(\gamma_{r_n} - \eta_n))
+       - \Phi(g(\gamma_{r_n-1} - \eta_n))\bigr) - \tfrac12 A g^2 - \tfrac12 Q g
+       + L\sqrt g - \tfrac12\lVert\alpha + t\rVert^2 + D t + C,
+
+   with :math:`A` the prior quadratic forms of :math:`\mu` and the biases,
+   :math:`Q, L` those of the factors (:math:`L \ne 0` only for BPMF's prior
+   mean) and :math:`D` the dimension-weighted Jacobian (1 per location
+   coordinate, 1/2 per factor coordinate); tuned like step 1;
+3. :math:`z_n \mid \gamma, \eta_n, r_n \sim N(\eta_n, 1)` truncated to
    :math:`(\gamma_{r_n-1}, \gamma_{r_n}]`, by the inverse CDF in log space
    (:func:`truncated_normal`), exact in both tails.
 
-Steps 1-2 are one Metropolis-within-Gibbs update of :math:`(\gamma, z)`:
+Steps 1 and 3 are one Metropolis-within-Gibbs update of :math:`(\gamma, z)`:
 proposing :math:`(\alpha', z')` with :math:`z' \sim p(z \mid \alpha', \eta)`
-makes the joint acceptance ratio the marginal one above.  Everything after
+makes the joint acceptance ratio the marginal one above; step 2 likewise
+moves the parameters with :math:`z` integrated out, and :math:`z` is drawn
+afresh from its full conditional before anything conditions on it.  Everything after
 it (factors, biases, :math:`\mu`, hyper-parameters, the exact moves) is the
 Gaussian sampler's, with the ratings replaced by :math:`z` and :math:`\tau=1`.
 """
@@ -61,8 +83,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtri_exp
 
-__all__ = ["GAP_PRIOR_SD", "MAX_LEVELS", "MH_STEPS", "OrdinalState", "cutpoints_from_gaps",
-           "ordinal_levels", "truncated_normal", "log_interval", "log_post_gaps", "ordinal_step"]
+from .moves import MU_PRIOR_PREC
+from .ordinal_kernels import linear_predictor, loglik_sum
+
+__all__ = ["GAP_PRIOR_SD", "MAX_LEVELS", "MH_STEPS", "OrdinalState", "ScalePrior", "cutpoints_from_gaps",
+           "ordinal_levels", "truncated_normal", "log_interval", "log_post_gaps", "ordinal_step",
+           "cutpoint_step", "scale_step", "latent_draw", "sweep_step"]
 
 #: prior sd of a log gap between consecutive cut-points (latent noise sd is 1)
 GAP_PRIOR_SD = 1.0
@@ -154,21 +180,24 @@ def truncated_normal(rng: np.random.Generator, lo, hi) -> np.ndarray:
     return np.where(flip, -x, x)
 
 
-def log_post_gaps(alpha, codes, eta) -> float:
+def log_post_gaps(alpha, codes, eta, use_numba: bool = False) -> float:
     """Log posterior of the log gaps given the linear predictor (latent ratings integrated out)."""
-    lo, hi = _bounds(codes, eta, cutpoints_from_gaps(alpha))
-    return float(np.sum(log_interval(lo, hi)) - 0.5 * np.sum(np.square(alpha)) / GAP_PRIOR_SD**2)
+    ll = loglik_sum(codes, eta, cutpoints_from_gaps(alpha), 1.0, use_numba)
+    return ll - 0.5 * float(np.sum(np.square(alpha))) / GAP_PRIOR_SD**2
 
 
 @dataclass
 class OrdinalState:
-    """The cut-point block of a chain: log gaps, the proposal step and its acceptance counts."""
+    """The cut-point block of a chain: log gaps, the proposal steps and their acceptance counts."""
 
     alpha: np.ndarray
     scale: np.ndarray  # per-gap proposal sd before the tuned factor (count-based, fixed)
     log_step: float
     accepted: int = 0
     proposed: int = 0
+    log_scale_step: float = 0.0  # log proposal sd of the joint rescaling (step 2)
+    scale_accepted: int = 0
+    scale_proposed: int = 0
 
     @property
     def cuts(self) -> np.ndarray:
@@ -181,21 +210,33 @@ def initial_ordinal(codes: np.ndarray, n_levels: int, rng: np.random.Generator) 
     scale = 1.0 / np.sqrt(counts[1:-1] + counts[2:] + 1.0)
     alpha = rng.normal(0.0, 0.3, n_levels - 2)
     # 2.38 / sqrt(dim): the optimal random-walk scale for a Gaussian target (Gelman et al. 1996)
-    return OrdinalState(alpha=alpha, scale=scale, log_step=math.log(2.38 / math.sqrt(max(1, n_levels - 2))))
+    return OrdinalState(alpha=alpha, scale=scale, log_step=math.log(2.38 / math.sqrt(max(1, n_levels - 2))),
+                        log_scale_step=math.log(2.38 / math.sqrt(codes.size + 1.0)))
 
 
 def ordinal_step(rng: np.random.Generator, o: OrdinalState, codes: np.ndarray, eta: np.ndarray,
-                 adapt: bool) -> np.ndarray:
+                 adapt: bool, use_numba: bool = False) -> np.ndarray:
     """Update the cut-points (Metropolis, latent ratings integrated out), then draw the latent ratings.
 
     ``adapt`` (burn-in only) tunes ``o.log_step`` after each proposal; the
     kept sweeps run with it frozen.  Returns the new latent ratings ``z``.
+    (The sampler runs :func:`scale_step` between the two; see the module docstring.)
     """
+    cutpoint_step(rng, o, codes, eta, adapt, use_numba)
+    return latent_draw(rng, o, codes, eta)
+
+
+def cutpoint_step(rng: np.random.Generator, o: OrdinalState, codes: np.ndarray, eta: np.ndarray,
+                  adapt: bool, use_numba: bool = False) -> float:
+    """Step 1: :data:`MH_STEPS` random-walk Metropolis proposals on the log gaps, ``z`` integrated out.
+
+    Returns the log posterior of the log gaps it ends at.
+    """
+    current = log_post_gaps(o.alpha, codes, eta, use_numba)
     if o.alpha.size:
-        current = log_post_gaps(o.alpha, codes, eta)
         for _ in range(MH_STEPS):
             prop = o.alpha + math.exp(o.log_step) * o.scale * rng.standard_normal(o.alpha.size)
-            cand = log_post_gaps(prop, codes, eta)
+            cand = log_post_gaps(prop, codes, eta, use_numba)
             accept = math.log(rng.random()) < cand - current
             if accept:
                 o.alpha, current = prop, cand
@@ -204,5 +245,108 @@ def ordinal_step(rng: np.random.Generator, o: OrdinalState, codes: np.ndarray, e
             if adapt:
                 # Robbins-Monro on the log step; gains shrink so the step settles within burn-in
                 o.log_step += (float(accept) - TARGET_ACCEPT) / math.sqrt(1.0 + o.proposed / MH_STEPS)
+    return current
+
+
+def latent_draw(rng: np.random.Generator, o: OrdinalState, codes: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Step 3: the latent ratings from their truncated-normal full conditional."""
     lo, hi = _bounds(codes, eta, o.cuts)
     return eta + truncated_normal(rng, lo, hi)
+
+
+@dataclass
+class ScalePrior:
+    r"""The terms of :math:`\log p(T_g x)` that depend on :math:`g` outside the likelihood (step 2).
+
+    ``A``: :math:`\sum` precision x squared location coordinate (mu, biases,
+    bias parts of feature vectors), ``Q``: :math:`\sum_i F_i^\top\Lambda F_i`
+    over the factor rows (own parts and feature vectors), ``L``:
+    :math:`m^\top\Lambda\sum_i F_i` (BPMF), ``D``: the Jacobian's weight.
+    """
+
+    A: float
+    Q: float
+    L: float
+    D: float
+
+
+def scale_step(rng: np.random.Generator, o: OrdinalState, codes: np.ndarray, eta: np.ndarray,
+               prior: ScalePrior, adapt: bool, use_numba: bool = False,
+               current: float | None = None) -> float:
+    """Metropolis move on the joint scale (step 2 of the module docstring); returns the accepted ``g``.
+
+    The caller multiplies the location parameters by ``g`` and the factors by
+    ``sqrt(g)``; the log gaps are shifted here.  ``current``: the log
+    posterior of the log gaps at ``g = 1`` (:func:`cutpoint_step` returns it), saving a pass.
+    """
+    def target(t):
+        g = math.exp(t)
+        gaps = log_post_gaps(o.alpha + t, codes, g * eta, use_numba) if t != 0.0 or current is None \
+            else current  # g * (gamma(alpha) - eta) = gamma(alpha + t) - g * eta: the gap prior shifts too
+        return gaps - 0.5 * prior.A * g * g - 0.5 * prior.Q * g + prior.L * math.sqrt(g) + prior.D * t
+
+    t = math.exp(o.log_scale_step) * rng.standard_normal()
+    accept = math.log(rng.random()) < target(t) - target(0.0)
+    o.scale_proposed += 1
+    o.scale_accepted += int(accept)
+    if adapt:
+        o.log_scale_step += (float(accept) - TARGET_ACCEPT) / math.sqrt(1.0 + o.scale_proposed)
+    if not accept:
+        return 1.0
+    o.alpha = o.alpha + t
+    return math.exp(t)
+
+
+# ------------------------------------------------------------------ the sampler's hook
+def sweep_step(sw, s) -> None:
+    """The ordinal part of one sweep of :class:`~bayes_mf.gibbs.chain.Sweeper` ``sw`` on chain state ``s``.
+
+    Steps 1-3 of the module docstring (step 2 only with ``moves=True``), then
+    the latent ratings become the Gaussian core's response (``sw.set_response``).
+    """
+    eta = linear_predictor(sw.user, sw.item, s.mu, s.X["user"], s.X["item"], sw.k, bool(sw.ub), sw.use_numba)
+    current = cutpoint_step(s.rng, s.ordinal, sw.codes, eta, sw.adapt, sw.use_numba)
+    if sw.st.moves:
+        g = scale_step(s.rng, s.ordinal, sw.codes, eta, _scale_prior(sw, s), sw.adapt, sw.use_numba, current)
+        if g != 1.0:
+            _rescale(sw, s, g)
+            eta = eta * g
+    sw.set_response(latent_draw(s.rng, s.ordinal, sw.codes, eta))
+
+
+def _scale_prior(sw, s) -> ScalePrior:
+    """The prior terms of the joint rescaling (:func:`scale_step`) at the current state."""
+    k, ub = sw.k, sw.ub
+    gm = sw.st.global_mean
+    A, Q, L, D = (MU_PRIOR_PREC * s.mu**2 if gm else 0.0), 0.0, 0.0, float(gm)
+    for side in ("user", "item"):
+        f = sw.feats[side]
+        own = s.X[side] - f.A @ s.W[side] if f is not None else s.X[side]
+        F, Lam = own[:, :k], s.Lam_f[side]
+        Q += float(np.einsum("ik,kl,il->", F, Lam, F))
+        L += float(s.m_f[side] @ Lam @ F.sum(axis=0))
+        D += 0.5 * F.size
+        if ub:
+            A += s.lam_b[side] * float(own[:, k] @ own[:, k])
+            D += own.shape[0]
+        if f is not None:
+            W, prec = s.W[side], s.prec_feat[side][f.groups]
+            Q += float(np.sum(prec[:, :k] * W[:, :k] ** 2))
+            D += 0.5 * W[:, :k].size
+            if ub:
+                A += float(np.sum(prec[:, k] * W[:, k] ** 2))
+                D += W.shape[0]
+    return ScalePrior(A=A, Q=Q, L=L, D=D)
+
+
+def _rescale(sw, s, g: float) -> None:
+    """Locations (mu, biases) times g, factors times sqrt(g): every linear predictor times g."""
+    k, root = sw.k, math.sqrt(g)
+    s.mu *= g
+    for side in ("user", "item"):
+        for M in (s.X[side], s.W[side]):
+            if M is None:
+                continue
+            M[:, :k] *= root
+            if sw.ub:
+                M[:, k] *= g
