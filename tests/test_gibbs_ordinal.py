@@ -310,3 +310,73 @@ def test_pymc_ordinal_twin_runs_map_and_advi(link):
     assert np.isfinite(approx.hist).all() and approx.hist[-50:].mean() < approx.hist[:50].mean()
     with pytest.raises(ValueError, match="ordinal_link"):
         pymc_model(est, df, ordinal_link="cauchit")
+
+
+@pytest.mark.parametrize("options", [dict(prior="bpmf", implicit="both"), dict(prior="adaptive"),
+                                     dict(prior="fixed", biases=False, global_mean=False)])
+def test_joint_rescaling_prior_terms_match_the_log_prior(options):
+    """The g-dependent prior terms of the rescaling move (A, Q, L) equal the brute-force change of the
+    log prior of mu, own biases, own factors and feature vectors under T_g, and T_g multiplies every
+    linear predictor by g (so the probit likelihood sees g * (gamma - eta))."""
+    from bayes_mf.gibbs import chain
+    from bayes_mf.gibbs.moves import MU_PRIOR_PREC
+
+    df = ordinal_frame(n_users=15, n_items=12, seed=3)
+    from bayes_mf.data import Ratings
+
+    # the settings and problem a fit would give its chains
+    est = GibbsPMF(2, likelihood="ordinal", **options)
+    est.rating_unit_, est._side_features = 1.0, {"user": None, "item": None}
+    r = Ratings.from_frame(df)
+    st = est._settings("numpy", r)
+    problem, _ = est._problem(r)
+    s = chain.initial_state(problem, st, 1)
+    sw = chain.Sweeper(problem, st)
+    for _ in range(3):
+        sw.sweep(s)  # a state away from the start, hyper-parameters drawn
+    k, ub = sw.k, sw.ub
+
+    def log_prior(state):
+        total = -0.5 * MU_PRIOR_PREC * state.mu**2
+        for side in ("user", "item"):
+            f = sw.feats[side]
+            own = state.X[side] - (f.A @ state.W[side] if f is not None else 0.0)
+            dev = own[:, :k] - state.m_f[side]
+            total -= 0.5 * np.einsum("ik,kl,il->", dev, state.Lam_f[side], dev)
+            if ub:
+                total -= 0.5 * state.lam_b[side] * own[:, k] @ own[:, k]
+            if f is not None:
+                prec = state.prec_feat[side][f.groups]
+                total -= 0.5 * np.sum(prec[:, : k + ub] * state.W[side][:, : k + ub] ** 2)
+        return total
+
+    import copy
+
+    eta0 = sw.linear_predictor(s)
+    prior = ordm._scale_prior(sw, s)
+    g = 1.37
+    moved = copy.deepcopy(s)
+    ordm._rescale(sw, moved, g)
+    np.testing.assert_allclose(sw.linear_predictor(moved), g * eta0, rtol=1e-12, atol=1e-12)
+    expected = -0.5 * prior.A * (g * g - 1) - 0.5 * prior.Q * (g - 1) + prior.L * (np.sqrt(g) - 1)
+    assert log_prior(moved) - log_prior(s) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    n_coords = int(st.global_mean) + sum(
+        X.shape[0] * (ub + 0.5 * k) for side in ("user", "item")
+        for X in (s.X[side], s.W[side]) if X is not None)
+    assert prior.D == pytest.approx(n_coords)
+
+
+def test_compiled_and_numpy_probit_likelihoods_agree():
+    from bayes_mf.gibbs import ordinal_kernels as ok
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, 2000)
+    eta = rng.normal(0.0, 20.0, 2000)  # far tails on both sides
+    cuts = np.array([0.0, 0.7, 1.9, 2.4])
+    for g in (1.0, 0.2, 4.0):
+        a, b = ok.loglik_sum(codes, eta, cuts, g, True), ok.loglik_sum(codes, eta, cuts, g, False)
+        assert a == pytest.approx(b, rel=1e-12)
+    X_u, X_i = rng.normal(size=(7, 3)), rng.normal(size=(5, 3))
+    u, i = rng.integers(0, 7, 30), rng.integers(0, 5, 30)
+    np.testing.assert_allclose(ok.linear_predictor(u, i, 0.3, X_u, X_i, 2, True, True),
+                               ok.linear_predictor(u, i, 0.3, X_u, X_i, 2, True, False), rtol=1e-12)
