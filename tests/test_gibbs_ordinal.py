@@ -380,3 +380,15 @@ def test_compiled_and_numpy_probit_likelihoods_agree():
     u, i = rng.integers(0, 7, 30), rng.integers(0, 5, 30)
     np.testing.assert_allclose(ok.linear_predictor(u, i, 0.3, X_u, X_i, 2, True, True),
                                ok.linear_predictor(u, i, 0.3, X_u, X_i, 2, True, False), rtol=1e-12)
+
+
+def test_ordinal_fit_saves_and_loads(fitted, tmp_path):
+    """A saved ordinal fit predicts the same star probabilities after loading (levels travel in the result)."""
+    from bayes_mf import io
+
+    est, df = fitted
+    io.save(est, tmp_path / "ord")
+    back = io.load(tmp_path / "ord")
+    assert back.likelihood == "ordinal"
+    np.testing.assert_array_equal(back.levels_, est.levels_)
+    pd.testing.assert_frame_equal(back.predict_proba(df.iloc[:10]), est.predict_proba(df.iloc[:10]))

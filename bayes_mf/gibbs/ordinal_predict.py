@@ -94,9 +94,19 @@ class OrdinalMixin:
     def _ordinal_problem(self, problem: dict, r) -> None:
         """Add the star codes and levels; the initial working response lies inside each rating's interval."""
         levels, codes = ordinal_levels(r.rating, r.scale, name=r.names[2])
-        self.levels_ = levels
+        self._levels = levels
         # unit gaps from gamma_1 = 0 put level k's interval at (k - 2, k - 1]; its middle starts z
         problem.update(codes=codes, levels=levels, rating=codes.astype(np.float64) - 0.5)
+
+    @property
+    def levels_(self) -> np.ndarray:
+        """The star levels of an ordinal fit (from the result's ``levels`` attribute after a load)."""
+        if getattr(self, "_levels", None) is None:
+            result = getattr(self, "result_", None)
+            if result is None or "levels" not in result.attrs:
+                raise AttributeError("levels_: not an ordinal fit (likelihood='ordinal'), or not fitted yet")
+            self._levels = np.array([float(v) for v in str(result.attrs["levels"]).split(",")])
+        return self._levels
 
     def _likelihood_label(self, model: str) -> tuple[str, dict]:
         """The result's model name and extra attributes."""
