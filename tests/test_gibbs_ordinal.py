@@ -383,7 +383,7 @@ def test_compiled_and_numpy_probit_likelihoods_agree():
 
 
 def test_ordinal_fit_saves_and_loads(fitted, tmp_path):
-    """A saved ordinal fit predicts the same star probabilities after loading (levels travel in the result)."""
+    """A saved ordinal fit predicts the same star probabilities after loading (levels ride in the result)."""
     from bayes_mf import io
 
     est, df = fitted

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels, ordinal
+from . import kernels, ordinal, ordinal_kernels
 from .layout import _Features, _Side
 from .moves import (
     MU_PRIOR_PREC,
@@ -141,6 +141,8 @@ class Sweeper:
 
         The one place the core's response is written: the rating array the
         residual kernels read and each side's copy in CSR order (``by[side].vals``).
+        Offsets the core should not explain (e.g. time effects) are to be
+        subtracted from ``y`` here, once, for every caller.
         """
         self.rating[:] = y
         for side in SIDES:
@@ -149,12 +151,8 @@ class Sweeper:
 
     def linear_predictor(self, s: ChainState) -> np.ndarray:
         r""":math:`\eta_n = \mu + \tilde b_i + \tilde c_j + \tilde U_i^\top \tilde V_j` of every rating."""
-        k = self.k
-        Xu, Xv = s.X["user"], s.X["item"]
-        eta = np.einsum("nk,nk->n", Xu[self.user, :k], Xv[self.item, :k]) + s.mu
-        if self.ub:
-            eta += Xu[self.user, k] + Xv[self.item, k]
-        return eta
+        return ordinal_kernels.linear_predictor(self.user, self.item, s.mu, s.X["user"], s.X["item"], self.k,
+                                                bool(self.ub), self.use_numba)
 
     def ordinal_step(self, s: ChainState) -> None:
         """Cut-points, joint rescaling, latent ratings z (:func:`.ordinal.sweep_step`); z: the response."""

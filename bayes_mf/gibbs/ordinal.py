@@ -84,7 +84,7 @@ import numpy as np
 from scipy.special import log_ndtr, ndtri_exp
 
 from .moves import MU_PRIOR_PREC
-from .ordinal_kernels import linear_predictor, loglik_sum
+from .ordinal_kernels import loglik_sum
 
 __all__ = ["GAP_PRIOR_SD", "MAX_LEVELS", "MH_STEPS", "OrdinalState", "ScalePrior", "cutpoints_from_gaps",
            "ordinal_levels", "truncated_normal", "log_interval", "log_post_gaps", "ordinal_step",
@@ -304,7 +304,7 @@ def sweep_step(sw, s) -> None:
     Steps 1-3 of the module docstring (step 2 only with ``moves=True``), then
     the latent ratings become the Gaussian core's response (``sw.set_response``).
     """
-    eta = linear_predictor(sw.user, sw.item, s.mu, s.X["user"], s.X["item"], sw.k, bool(sw.ub), sw.use_numba)
+    eta = sw.linear_predictor(s)
     current = cutpoint_step(s.rng, s.ordinal, sw.codes, eta, sw.adapt, sw.use_numba)
     if sw.st.moves:
         g = scale_step(s.rng, s.ordinal, sw.codes, eta, _scale_prior(sw, s), sw.adapt, sw.use_numba, current)
