@@ -21,7 +21,7 @@ import numpy as np
 
 from .kernels import HAVE_NUMBA, _numba
 
-__all__ = ["loglik_sum", "linear_predictor"]
+__all__ = ["loglik_sum", "loglik_obs", "linear_predictor"]
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -54,6 +54,13 @@ def _loglik_sum_py(codes, eta, ext, g):
     return total
 
 
+def _loglik_obs_py(codes, eta, ext, out):
+    for n in range(codes.shape[0]):
+        c = codes[n]
+        out[n] = _log_interval(ext[c] - eta[n], ext[c + 1] - eta[n])
+    return out
+
+
 def _eta_py(user, item, mu, F_u, F_i, b_u, b_i, use_bias, out):
     k = F_u.shape[1]
     for n in range(user.shape[0]):
@@ -73,6 +80,7 @@ if HAVE_NUMBA:
     _log_interval = _jit(_log_interval)
     _loglik_sum_numba = _jit(_loglik_sum_py)
     _eta_numba = _jit(_eta_py)
+    _loglik_obs_numba = _jit(_loglik_obs_py)
 
 
 def loglik_sum(codes, eta, cuts, g: float = 1.0, use_numba: bool = False) -> float:
@@ -84,6 +92,16 @@ def loglik_sum(codes, eta, cuts, g: float = 1.0, use_numba: bool = False) -> flo
 
     lo, hi = _bounds(codes, eta, cuts)
     return float(np.sum(log_interval(g * lo, g * hi)))
+
+
+def loglik_obs(codes, eta, cuts, use_numba: bool = False) -> np.ndarray:
+    """Probit log-likelihood of each rating (z integrated out), one value per rating."""
+    if use_numba and HAVE_NUMBA:
+        ext = np.concatenate(([-np.inf], np.asarray(cuts, float), [np.inf]))
+        return _loglik_obs_numba(codes, eta, ext, np.empty(codes.shape[0]))
+    from .ordinal import _bounds, log_interval
+
+    return log_interval(*_bounds(codes, eta, cuts))
 
 
 def linear_predictor(user, item, mu, X_u, X_i, k: int, use_bias: bool, use_numba: bool = False):
