@@ -63,7 +63,8 @@ then runs the Gaussian core on the working response :math:`z`:
    mean) and :math:`D` the dimension-weighted Jacobian (1 per location
    coordinate, 1/2 per factor coordinate); tuned like step 1;
    then (step 2b, :func:`bias_step`) every bias by its own Metropolis step,
-   also with :math:`z` integrated out;
+   also with :math:`z` integrated out.  Steps 2 and 2b are moves in the
+   sense of ``GibbsPMF(moves=...)``: they change the mixing, not the target;
 3. :math:`z_n \mid \gamma, \eta_n, r_n \sim N(\eta_n, 1)` truncated to
    :math:`(\gamma_{r_n-1}, \gamma_{r_n}]`, by the inverse CDF in log space
    (:func:`truncated_normal`), exact in both tails.
@@ -72,8 +73,8 @@ Steps 1 and 3 are one Metropolis-within-Gibbs update of :math:`(\gamma, z)`:
 proposing :math:`(\alpha', z')` with :math:`z' \sim p(z \mid \alpha', \eta)`
 makes the joint acceptance ratio the marginal one above; step 2 likewise
 moves the parameters with :math:`z` integrated out, and :math:`z` is drawn
-afresh from its full conditional before anything conditions on it.  Everything after
-it (factors, biases, :math:`\mu`, hyper-parameters, the exact moves) is the
+afresh from its full conditional before anything conditions on it.  Everything
+after it (factors, biases, :math:`\mu`, hyper-parameters, the exact moves) is the
 Gaussian sampler's, with the ratings replaced by :math:`z` and :math:`\tau=1`.
 """
 
