@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sampler_options(p) -> None:
-    g = p.add_argument_group("sampling (nuts, gibbs, gibbs-implicit; default: each estimator's own)")
+    g = p.add_argument_group("sampling (nuts, gibbs, gibbs-implicit, gibbs-ordinal; "
+                             "default: each estimator's own)")
     g.add_argument("--chains", type=int, default=None, help="chains per sampled fit")
     g.add_argument("--draws", type=int, default=None,
                    help="kept draws per chain (Gibbs default: sample until converged)")
