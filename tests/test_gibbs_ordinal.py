@@ -411,3 +411,21 @@ def test_ordinal_sbc_ranks_are_uniform():
     assert set(ranks.columns) == {"sigma_b", "user_bias[0]", "cutpoints[-1]", "heldout[0]"}
     p = rank_uniformity(ranks, bins=5)
     assert (p > 1e-3).all(), p
+
+
+def test_cli_compare_gibbs_ordinal_json(tmp_path, capsys):
+    """``bayes-mf compare --methods gibbs-ordinal --json`` on a ratings file: the row has the ordinal keys."""
+    import json
+
+    from bayes_mf.cli import main
+
+    path = tmp_path / "stars.csv"
+    ordinal_frame(n_users=25, n_items=20, seed=5).to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    with pytest.warns(Warning):  # 30 draws do not converge
+        rc = main(["compare", "--data", str(path), "--methods", "gibbs-ordinal", "--rank", "2",
+                   "--draws", "30", "--tune", "20", "--chains", "2", "--cores", "1", "--json", str(out)])
+    assert rc == 0
+    row = json.loads(out.read_text())["results"][0]
+    assert row["method"] == "gibbs-ordinal" and row["log_score"] < 0 and row["rps"] > 0
+    assert "log score" in capsys.readouterr().out
