@@ -184,6 +184,12 @@ def _compare(args) -> int:
     print("cov50/cov90: share of test ratings inside the central predictive interval; lpd: mean Gaussian "
           "log predictive density; rhat/ess: worst R-hat and bulk/tail ESS over sigma's, mu, every bias and "
           "predicted ratings; conv: R-hat <= 1.01, ESS >= 400 (and NUTS healthy); n/a = point estimate")
+    if "log_score" in comp.table:
+        for r in comp.table.dropna(subset=["log_score"]).itertuples():
+            print(f"{r.method}: log score {r.log_score:.4f}, RPS {r.rps:.4f}, accuracy {r.accuracy:.4f}, "
+                  f"MAE of the median star {r.mae_median:.4f}")
+        print("ordinal rows: cov50/cov90 = share inside the smallest set of stars of that mass; lpd = log "
+              "score (mean log probability of the observed star)")
     fold = None
     if args.data in ("ml-100k", "100k", "movielens"):
         fold = 1 if args.fold is None else args.fold

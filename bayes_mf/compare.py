@@ -63,6 +63,12 @@ def _gibbs_time(n_factors: int, random_seed):
     return GibbsPMF(n_factors=n_factors, implicit="both", time_effects="user", random_seed=random_seed)
 
 
+def _gibbs_ordinal(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    return GibbsPMF(n_factors=n_factors, likelihood="ordinal", random_seed=random_seed)
+
+
 def _als(n_factors, random_seed):
     from .als import ALS
 
@@ -103,6 +109,7 @@ METHODS: dict[str, Callable] = {
     "gibbs-implicit": _gibbs_implicit,
     "gibbs-side": _gibbs_side,
     "gibbs-time": _gibbs_time,
+    "gibbs-ordinal": _gibbs_ordinal,
 }
 
 
@@ -271,7 +278,11 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
     pairs; posterior methods with >= 2 chains), ``converged``, ``draws_total``
     (kept draws, all chains), ``divergences`` and ``ebfmi_min`` (NUTS),
     ``n_train``, ``n_test``, ``n_unseen``.
-    Point estimates get ``nan`` wherever a spread would be needed.
+    Point estimates get ``nan`` wherever a spread would be needed.  Ordinal
+    models (``gibbs-ordinal``) add ``log_score``, ``rps``, ``accuracy`` and
+    ``mae_median`` (:func:`bayes_mf.evaluate.ordinal_scores`); their
+    ``coverage`` counts ratings inside the star set of mass >= ``interval``
+    and their ``lpd`` is the log score (other rows: ``nan`` there).
     """
     rows, fitted, preds = [], {}, {}
     methods = list(dict.fromkeys(methods))  # each method once
@@ -288,11 +299,15 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
             cov50 = (coverage(pred["rating"], *est.predict(test, interval=0.5)[["lo", "hi"]].T.to_numpy())
                      if posterior else float("nan"))
         s = score(pred)
+        if getattr(est, "likelihood", "gaussian") == "ordinal":
+            s.update(_ordinal_row(est, test, pred, interval))
+            cov50 = _ordinal_row(est, test, pred, 0.5)["coverage"]
         rows.append({
             "method": name, "kind": "posterior" if posterior else "point",
             "rmse": s["rmse"], "mae": s["mae"], "coverage": s["coverage"], "coverage50": cov50,
             "lpd": s["lpd"], "fit_seconds": est.fit_seconds_, **_sampler_summary(est, posterior),
             "n_train": len(train), "n_test": len(pred), "n_unseen": pred.attrs.get("n_unseen", 0),
+            **{k: s[k] for k in _ORDINAL_KEYS if k in s},
         })
         fitted[name], preds[name] = est, pred
         if progress:
@@ -307,6 +322,23 @@ def run(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "al
                              "(e.g. 'gibbs')")
         fid = fidelity_table(fitted, reference, test, interval=interval)
     return Comparison(table, fitted, preds, train, test, interval, fidelity=fid, reference=reference)
+
+
+#: the star-scale metrics of an ordinal model's row (:func:`bayes_mf.evaluate.ordinal_scores`)
+_ORDINAL_KEYS = ("log_score", "rps", "accuracy", "mae_median")
+
+
+def _ordinal_row(est, test, pred, interval: float) -> dict:
+    """Star-scale metrics of an ordinal model: coverage of its star sets, ``lpd`` = the log score."""
+    from .evaluate import ordinal_scores
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenIdsWarning)
+        proba = est.predict_proba(test)
+    levels = est.levels_
+    out = ordinal_scores(pred["rating"].to_numpy(), proba[list(levels)].to_numpy(), levels, interval)
+    # the log probability of the observed star is the discrete model's log predictive density
+    return {**out, "lpd": out["log_score"]}
 
 
 def compare(train: Ratings, test: Ratings, methods: Sequence[str] = ("baseline", "als", "gd"),

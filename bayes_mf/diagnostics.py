@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check",
-                "sigma_time_item", "sigma_time_user")
+                "sigma_time_item", "sigma_time_user", "cutpoints")
 NOT_IDENTIFIABLE = ("U", "V")
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["rmse", "mae", "coverage", "gaussian_lpd", "score", "cross_validate"]
+__all__ = ["rmse", "mae", "coverage", "gaussian_lpd", "score", "cross_validate", "log_score",
+           "ranked_probability_score", "ordinal_scores", "star_ppc"]
 
 
 def _pair(y_true, y_pred):
@@ -72,6 +73,104 @@ def score(pred: pd.DataFrame, y_true=None) -> dict:
         out["coverage"] = float("nan")
     out["lpd"] = gaussian_lpd(y_true, pred["mean"], pred["sd"]) if "sd" in pred.columns else float("nan")
     return out
+
+
+def _level_index(y_true, proba, levels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=float)
+    proba = np.asarray(proba, dtype=float)
+    levels = np.asarray(levels, dtype=float)
+    if proba.ndim != 2 or proba.shape != (y.size, levels.size):
+        raise ValueError(f"proba must be (n_pairs, n_levels) = ({y.size}, {levels.size}), got {proba.shape}")
+    idx = np.searchsorted(levels, y)
+    if not np.all((idx < levels.size) & (levels[np.minimum(idx, levels.size - 1)] == y)):
+        raise ValueError(f"every rating must be one of the levels {levels.tolist()}")
+    return y, proba, idx
+
+
+def log_score(y_true, proba, levels) -> float:
+    r"""Mean log predictive probability of the observed level, :math:`\frac1n\sum_n \log p_{n, r_n}`.
+
+    The proper local scoring rule for categorical predictions (greater is
+    better); ``proba`` is ``(n, K)`` over ``levels``.
+    """
+    _, proba, idx = _level_index(y_true, proba, levels)
+    p = proba[np.arange(idx.size), idx]
+    return float(np.mean(np.log(np.maximum(p, np.finfo(float).tiny))))
+
+
+def ranked_probability_score(y_true, proba, levels) -> float:
+    r"""Mean ranked probability score :math:`\frac1n\sum_n\sum_{k=1}^{K-1}(F_{nk} - 1\{r_n \le \ell_k\})^2`.
+
+    :math:`F_{nk}` is the predicted cumulative probability of levels up to
+    :math:`\ell_k`.  Not divided by :math:`K - 1`: for unit-spaced stars it
+    then equals the CRPS of the discrete predictive, in stars (smaller is better).
+    """
+    _, proba, idx = _level_index(y_true, proba, levels)
+    F = np.cumsum(proba, axis=1)[:, :-1]
+    below = idx[:, None] <= np.arange(proba.shape[1] - 1)[None, :]
+    return float(np.mean(np.sum((F - below) ** 2, axis=1)))
+
+
+def ordinal_scores(y_true, proba, levels, interval: float = 0.9) -> dict:
+    """Every star-scale metric of level probabilities ``(n, K)``.
+
+    Returns
+    -------
+    dict
+        ``rmse`` of the predictive mean, ``mae_median`` of the median star,
+        ``accuracy`` of the most probable star, ``log_score``
+        (:func:`log_score`), ``rps`` (:func:`ranked_probability_score`) and
+        ``coverage``: the fraction of ratings inside their smallest star set
+        of mass >= ``interval`` (:func:`bayes_mf.gibbs.ordinal_predict.star_sets`).
+    """
+    from .gibbs.ordinal_predict import star_sets
+
+    y, proba, idx = _level_index(y_true, proba, levels)
+    levels = np.asarray(levels, dtype=float)
+    rows = np.arange(idx.size)
+    median = levels[np.argmax(np.cumsum(proba, axis=1) >= 0.5 - 1e-12, axis=1)]
+    return {"rmse": rmse(y, proba @ levels), "mae_median": mae(y, median),
+            "accuracy": float(np.mean(np.argmax(proba, axis=1) == idx)),
+            "log_score": log_score(y, proba, levels), "rps": ranked_probability_score(y, proba, levels),
+            "coverage": float(np.mean(star_sets(proba, interval)[rows, idx]))}
+
+
+def star_ppc(estimator, pairs, *, interval: float = 0.9, max_draws: int = 200,
+             random_seed=None) -> pd.DataFrame:
+    r"""Posterior predictive check of the star histogram of ``pairs`` (an ordinal model).
+
+    For each level :math:`\ell_k`: the observed count, the expected count
+    :math:`\sum_n P(R_n = \ell_k)` (:meth:`predict_proba`) and the central
+    ``interval`` of the count over replicated data sets, one per posterior
+    draw (:meth:`predict_draws`, at most ``max_draws``), which carries both
+    the posterior and the sampling spread.  Observed counts outside their band
+    are what the model does not reproduce.
+
+    Returns
+    -------
+    DataFrame
+        ``level``, ``observed``, ``expected``, ``lo``, ``hi``, ``p_value``
+        (the share of replicated counts at or below the observed one).
+    """
+    import warnings
+
+    from .base import _observed_ratings
+    from .data import UnseenIdsWarning
+
+    observed = _observed_ratings(pairs)
+    if observed is None:
+        raise ValueError("pairs carry no observed ratings to check against")
+    levels = np.asarray(estimator.levels_, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenIdsWarning)
+        proba = estimator.predict_proba(pairs, max_draws=max_draws, random_seed=random_seed)
+        reps = estimator.predict_draws(pairs, max_draws=max_draws, random_seed=random_seed)
+    y = reps.to_numpy().reshape(-1, reps.sizes["obs"])
+    counts = (y[:, :, None] == levels[None, None, :]).sum(axis=1)  # (draws, K)
+    obs = (np.asarray(observed, float)[:, None] == levels[None, :]).sum(axis=0)
+    lo, hi = np.quantile(counts, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+    return pd.DataFrame({"level": levels, "observed": obs, "expected": proba[list(levels)].sum().to_numpy(),
+                         "lo": lo, "hi": hi, "p_value": (counts <= obs[None, :]).mean(axis=0)})
 
 
 DEFAULT_EDGES = (0, 20, 40, 80, 160, np.inf)

@@ -25,6 +25,7 @@ __all__ = [
     "interval_width_vs_activity",
     "calibration",
     "ppc_ratings",
+    "plot_star_ppc",
     "rmse_by_activity",
     "rank_plot",
     "trace_plot",
@@ -175,6 +176,29 @@ def ppc_ratings(estimator, pairs, *, num_samples: int = 50, max_draws: int = 200
             lw=1.4, label="observed")
     ax.set(xlabel="rating (stars)", ylabel="cumulative share of ratings",
            title="Posterior predictive check: test ratings")
+    ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def plot_star_ppc(estimator, pairs, *, interval: float = 0.9, max_draws: int = 200, random_seed=None,
+                  ax=None):
+    """Star-histogram check of an ordinal model (:func:`bayes_mf.evaluate.star_ppc`); returns the Axes.
+
+    Bars: observed count of each star; dots: expected count under the
+    posterior predictive, with the central ``interval`` of the replicated
+    counts as error bars.
+    """
+    from .evaluate import star_ppc
+
+    t = star_ppc(estimator, pairs, interval=interval, max_draws=max_draws, random_seed=random_seed)
+    ax = _ax(ax)
+    x = t["level"].to_numpy()
+    ax.bar(x, t["observed"], width=0.6, color="0.8", edgecolor="0.4", label="observed")
+    exp = t["expected"].to_numpy()
+    ax.errorbar(x, exp, yerr=[exp - t["lo"].to_numpy(), t["hi"].to_numpy() - exp], fmt="o", color="C0",
+                capsize=3, label=f"predicted ({100 * interval:g} % of replicates)")
+    ax.set(xlabel="rating (stars)", ylabel="number of ratings", xticks=x,
+           title="Posterior predictive check: star histogram")
     ax.legend(frameon=False, loc="upper left")
     return ax
 

@@ -123,7 +123,10 @@ run of sweeps) · ``parallel`` (in-process or worker processes) ·
 ``schedule`` (fixed length or rounds until converged) · ``estimator``
 (:class:`GibbsPMF`) · ``simulate`` (data drawn from the exact prior) ·
 ``twin`` (:func:`~bayes_mf.gibbs.twin.pymc_model`: the same model in PyMC, for
-``prior="fixed"``/``"adaptive"``).
+``prior="fixed"``/``"adaptive"``) · ``ordinal`` (``likelihood="ordinal"``: ordered
+probit by data augmentation, learned cut-points; the Gaussian core above then runs on the
+latent ratings with :math:`\tau = 1`) · ``ordinal_kernels`` (its compiled passes) ·
+``ordinal_predict`` (star probabilities, medians, star sets).
 """
 
 # the private kernels and layouts are re-exported for the tests and benchmarks that drive them directly

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import kernels, ordinal, ordinal_kernels
 from .effects import Effects, initial_effects
 from .layout import _Features, _Side
 from .moves import (
@@ -49,6 +49,7 @@ class _Settings:
     store_factors: bool
     moves: bool = True
     factor_means: bool = True
+    likelihood: str = "gaussian"  # "ordinal": ordered probit on the problem's "codes" (gibbs.ordinal)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ChainState:
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
     effects: object = None  # rating-level effects (gibbs.effects.EffectState) or None
+    ordinal: object = None  # ordinal.OrdinalState of the cut-points (likelihood="ordinal")
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -97,10 +99,13 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     lam_b = {s: jitter() / st.sigma_bias**2 for s in SIDES}
     prec_feat = {s: (np.full((int(f[1].max()) + 1 if f[1].size else 0, d), lam_f[s]) if f is not None
                      else None) for s, f in feats.items()}
+    # drawn last, so that the Gaussian chains' random streams are unchanged
+    cuts = (ordinal.initial_ordinal(problem["codes"], len(problem["levels"]), rng)
+            if st.likelihood == "ordinal" else None)
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
                       Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
-                      effects=initial_effects(problem, rng, sd))
+                      effects=initial_effects(problem, rng, sd), ordinal=cuts)
 
 
 class Sweeper:
@@ -109,6 +114,13 @@ class Sweeper:
     def __init__(self, problem: dict, st: _Settings):
         self.st = st
         self.user, self.item, self.rating = problem["user"], problem["item"], problem["rating"]
+        self.ordinal = st.likelihood == "ordinal"
+        self.adapt = False  # set by run_chain during burn-in: tuning of the cut-point proposal
+        if self.ordinal:
+            # the working response is rewritten every sweep: a private copy, never the shared problem's
+            self.rating = np.array(self.rating, dtype=np.float64)
+            self.codes = problem["codes"]
+            self.n_levels = len(problem["levels"])
         self.n_obs = self.rating.shape[0]
         self.k = st.n_factors
         self.ub = int(st.biases)
@@ -127,18 +139,40 @@ class Sweeper:
         self.resid = {s: np.zeros(len(self.counts[s])) for s in SIDES}
         self.check_u, self.check_i = problem["check_user"], problem["check_item"]
         self.effects = Effects(problem, st) if problem.get("effects") else None
-
-    def set_response(self, y: np.ndarray) -> None:
-        """The working response the Gaussian core (steps 1-5) sees in place of the ratings.
-
-        The one hook for terms outside the core: rating-level effects
-        (:mod:`bayes_mf.gibbs.effects`) hand it ``R - offsets``.
-        """
-        self.rating = y
-        for side in SIDES:
-            self.by[side].set_vals(y)
+        self.base, self.offsets = self.rating, None  # see set_response
 
     # ------------------------------------------------------------- blocks
+    def set_response(self, y: np.ndarray) -> None:
+        """Make ``y`` (one value per rating, in input order) what the model describes.
+
+        ``y`` is the ratings, or the latent ratings of the ordinal likelihood
+        (:mod:`bayes_mf.gibbs.ordinal`).  The Gaussian core (steps 1-5) sees
+        ``y`` minus the rating-level offsets of :meth:`set_offsets`: the rating
+        array the residual kernels read and each side's copy in CSR order.
+        """
+        self.base = y
+        self._write()
+
+    def set_offsets(self, offsets: np.ndarray | None) -> None:
+        """Rating-level terms outside the core (:mod:`bayes_mf.gibbs.effects`); it sees ``y - offsets``."""
+        self.offsets = offsets
+        self._write()
+
+    def _write(self) -> None:
+        y = self.base if self.offsets is None else self.base - self.offsets
+        self.rating = np.ascontiguousarray(y, dtype=np.float64)
+        for side in SIDES:
+            self.by[side].set_vals(self.rating)
+
+    def linear_predictor(self, s: ChainState) -> np.ndarray:
+        r""":math:`\eta_n = \mu + \tilde b_i + \tilde c_j + \tilde U_i^\top \tilde V_j` of every rating."""
+        return ordinal_kernels.linear_predictor(self.user, self.item, s.mu, s.X["user"], s.X["item"], self.k,
+                                                bool(self.ub), self.use_numba)
+
+    def ordinal_step(self, s: ChainState) -> None:
+        """Cut-points, joint rescaling, latent ratings z (:func:`.ordinal.sweep_step`); z: the response."""
+        ordinal.sweep_step(self, s)
+
     def _prior(self, s: ChainState, side: str):
         k, d = self.k, self.d
         P = np.zeros((d, d))
@@ -358,6 +392,8 @@ class Sweeper:
 
     def sweep(self, s: ChainState) -> float:
         """One full sweep; returns the residual sum of squares of the new state."""
+        if self.ordinal:
+            self.ordinal_step(s)
         own = {side: self.side_step(s, side) for side in SIDES}
         if self.effects is not None:
             self.effects.step(self, s)
@@ -398,6 +434,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
         out["V"][row] = Xv[:, :k]
     if sw.effects is not None:
         sw.effects.record(s, out, row)
+    if sw.ordinal:
+        out["cutpoints"][row] = s.ordinal.cuts
 
 
 def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
@@ -416,6 +454,8 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
     if sw.effects is not None:
         out.update(sw.effects.empty(n_keep))
+    if sw.ordinal:
+        out["cutpoints"] = np.empty((n_keep, sw.n_levels - 1))
     return out
 
 
@@ -446,6 +486,7 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     t0 = time.perf_counter()
     kept = 0
     for t in range(n_sweeps):
+        sw.adapt = t < burn_in
         s2 = sw.sweep(state)
         if bar is not None:
             bar.update(1)

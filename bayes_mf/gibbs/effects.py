@@ -21,7 +21,7 @@ level belongs to one *parent* (a user or an item): the time families of
   bin; per-(user, bin) effects would mostly average unrelated sessions.
 
 The Gaussian core sees the *working response* :math:`y_n = R_n - \sum_f
-e_{f,g_f(n)}` (:meth:`Sweeper.set_response <bayes_mf.gibbs.chain.Sweeper.set_response>`,
+e_{f,g_f(n)}` (:meth:`Sweeper.set_offsets <bayes_mf.gibbs.chain.Sweeper.set_offsets>`,
 the one hook), so steps 1-5 of :mod:`bayes_mf.gibbs` are unchanged.  Added to the
 sweep, all exact:
 
@@ -170,7 +170,7 @@ class Effects:
 
     def sync(self, sw, s) -> None:
         """Hand the core the working response :math:`R - \\sum_f e_f`."""
-        sw.set_response(self.rating - self.offsets(s))
+        sw.set_offsets(self.offsets(s))
 
     def step(self, sw, s) -> None:
         """Draw every family given the rest, in turn; then update the working response."""
@@ -183,13 +183,13 @@ class Effects:
         for f in self.fams:
             name, idx = f["name"], f["index"]
             e = s.effects.values[name]
-            r = self.rating - eta - (total - e[idx])
+            r = sw.base - eta - (total - e[idx])
             prec = s.tau * self.counts[name] + s.effects.lam[name]
             sums = np.bincount(idx, weights=r, minlength=e.size)
             new = s.tau * sums / prec + s.rng.standard_normal(e.size) / np.sqrt(prec)
             total += new[idx] - e[idx]
             s.effects.values[name] = new
-        sw.set_response(self.rating - total)
+        sw.set_offsets(total)
 
     def hyper(self, s) -> None:
         a0, b0 = self.st.gamma_prior

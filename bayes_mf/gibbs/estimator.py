@@ -15,6 +15,7 @@ from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message,
 from . import kernels, timefit
 from .chain import _Settings
 from .inputs import TIME_EFFECTS, check_params, factor_means_on, feature_block, lengths
+from .ordinal_predict import OrdinalMixin
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
 from .timefit import need_timestamps
@@ -29,7 +30,7 @@ _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 _DEPRECATED = "deprecated"
 
 
-class GibbsPMF(BayesianEstimator):
+class GibbsPMF(OrdinalMixin, BayesianEstimator):
     r"""Blocked Gibbs sampler for PMF / BPMF with biases and implicit feedback.
 
     The maths (model, priors, the exact conditional of every block) is in the
@@ -80,9 +81,16 @@ class GibbsPMF(BayesianEstimator):
         no training ``posterior_predictive``/``log_likelihood`` groups.
     time_bins : int
         Equal-width bins of the training period for the item effects.
+    likelihood : {"gaussian", "ordinal"}
+        ``"ordinal"``: ordered probit for integer star ratings, by data
+        augmentation with learned cut-points (:mod:`bayes_mf.gibbs.ordinal`;
+        latent noise sd 1, first cut-point 0, rating unit 1); composes with
+        every prior, biases and features.  Predictions are in stars:
+        ``predict`` adds ``median``, ``mode`` and star-set intervals,
+        ``predict_proba`` gives P(R = k) (:mod:`bayes_mf.gibbs.ordinal_predict`).
     sigma : float or None
         Fixed noise sd, in rating units; ``None`` learns the noise precision
-        (Gamma prior).
+        (Gamma prior).  Must be ``None`` for ``likelihood="ordinal"``.
     sigma_u, sigma_v, sigma_bias : float or None
         Prior sds of factors and biases for ``prior="fixed"`` (feature
         vectors of a side use that side's factor sd); ignored otherwise.
@@ -208,6 +216,7 @@ class GibbsPMF(BayesianEstimator):
         side_features: bool = False,
         time_effects=None,
         time_bins: int = 30,
+        likelihood: str = "gaussian",
         sigma: float | None = None,
         sigma_u: float | None = None,
         sigma_v: float | None = None,
@@ -243,6 +252,7 @@ class GibbsPMF(BayesianEstimator):
         self.side_features = side_features
         self.time_effects = time_effects
         self.time_bins = time_bins
+        self.likelihood = likelihood
         self.sigma = sigma
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
@@ -272,6 +282,7 @@ class GibbsPMF(BayesianEstimator):
     # ----------------------------------------------------------------- checks
     def _check_params(self) -> None:
         check_params(self, _PRIORS, _IMPLICIT)
+        self._check_likelihood()
 
     def _resolved_backend(self) -> str:
         if self.backend == "auto":
@@ -335,12 +346,12 @@ class GibbsPMF(BayesianEstimator):
                           warn=used)
         return _Settings(
             n_factors=int(self.n_factors), prior=self.prior, biases=bool(self.biases),
-            global_mean=bool(self.global_mean), sigma=given.get("sigma"),
+            global_mean=bool(self.global_mean), sigma=1.0 if self._ordinal else given.get("sigma"),
             sigma_u=given.get("sigma_u", 1.0), sigma_v=given.get("sigma_v", 1.0),
             sigma_bias=given.get("sigma_bias", 1.0),
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
-            factor_means=factor_means_on(self),
+            factor_means=factor_means_on(self), likelihood=self.likelihood,
         )
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
@@ -368,6 +379,8 @@ class GibbsPMF(BayesianEstimator):
         if self._time_code is not None:
             problem["effects"] = self._time_families = self._time_code.families(r.user, r.item, t)
             problem["check_pos"] = check.astype(np.int64)
+        if self._ordinal:
+            self._ordinal_problem(problem, r)
         return problem, check
 
     def _plan(self, r: Ratings) -> Plan:
@@ -428,7 +441,8 @@ class GibbsPMF(BayesianEstimator):
         stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
         sample_stats = {"train_rmse": stacked.pop("train_rmse")}
         extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
-                      "time_item": ["time_item_level"], "time_user": ["time_user_level"]}
+                      "time_item": ["time_item_level"], "time_user": ["time_user_level"],
+                      "cutpoints": ["cutpoint"]}
         model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
         extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
             _IMPLICIT[self.implicit]))) if on]
@@ -439,6 +453,7 @@ class GibbsPMF(BayesianEstimator):
             extras.append(f"time effects ({self.time_effects})")
         if extras:
             model += " + " + ", ".join(extras)
+        model, attrs = self._likelihood_label(model)
         n_kept = int(stacked["sigma"].shape[1])
         dt = build_result(
             stacked, r, method="gibbs", model=model, n_factors=st.n_factors, random_seed=self.random_seed,
@@ -448,11 +463,12 @@ class GibbsPMF(BayesianEstimator):
                    "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
                    "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
                    "moves": int(st.moves),
-                   "noise": "learned" if st.sigma is None else f"fixed {float(self.sigma):g}",
+                   "noise": ("learned" if st.sigma is None else "fixed 1 (latent)" if self._ordinal
+                             else f"fixed {float(self.sigma):g}"), **attrs,
                    "implicit": str(self.implicit), "store_factors": int(st.store_factors),
                    "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                    "covariance (used for unseen ids; prior mean ignored)"},
-            check=check, predictive=self._time_code is None,
+            check=check, predictive=self._time_code is None and not self._ordinal,
         )
         if self._time_code is not None:
             dt.attrs["time_effects"] = str(self.time_effects)

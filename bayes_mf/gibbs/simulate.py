@@ -9,6 +9,13 @@ BPMF's Normal-Wishart), the own rows, the feature vectors, the effective
 rows, then the ratings on a random set of observed pairs.  A few extra
 pairs, not rated, are returned with their true linear predictor, to
 calibrate held-out predictions too.
+
+With ``likelihood="ordinal"`` the ratings are stars ``1..n_levels``:
+log gaps :math:`\alpha \sim N(0, 1)` give the cut-points (first at 0) and
+:math:`r = k` when :math:`\eta + \varepsilon`, :math:`\varepsilon \sim N(0, 1)`,
+falls in :math:`(\gamma_{k-1}, \gamma_k]` (:mod:`bayes_mf.gibbs.ordinal`).
+:math:`\mu \sim N(0, 100^2)` then puts nearly every rating in an end level,
+so ordinal SBC runs with ``global_mean=False``.
 """
 
 from __future__ import annotations
@@ -71,14 +78,16 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
                    global_mean: bool = True, implicit=False,
                    sigma: float | None = None, sigma_u: float = 1.0, sigma_v: float = 1.0,
                    sigma_bias: float = 1.0, gamma_prior: tuple = (1.0, 1.0), n_heldout: int = 5,
-                   random_seed=None) -> PriorDraw:
+                   likelihood: str = "gaussian", n_levels: int = 5, random_seed=None) -> PriorDraw:
     """Ratings drawn from the exact prior of ``GibbsPMF`` with the same options.
 
     The keyword arguments mean what they mean for
     :class:`~bayes_mf.gibbs.GibbsPMF` (``implicit`` in
     ``False, "user", "item", "both"``; side features are not simulated).
     ``n_heldout`` unrated pairs of seen users and items come with their
-    true mean rating (the linear predictor).
+    true mean rating (the linear predictor).  ``likelihood="ordinal"``:
+    star ratings on ``n_levels`` levels (declared scale ``(1, n_levels)``),
+    ``sigma`` ignored (the latent noise sd is 1), ``truth["cutpoints"]`` set.
     """
     from .estimator import _IMPLICIT, _PRIORS
 
@@ -95,6 +104,12 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
     k = int(n_factors)
     user, item = observed_pairs(rng, n_users, n_items, density)
     truth = {}
+    ordinal = likelihood == "ordinal"
+    if likelihood not in ("gaussian", "ordinal") or (ordinal and not 2 <= int(n_levels) <= 20):
+        raise ValueError(f"likelihood must be 'gaussian' or 'ordinal' (with 2 to 20 levels), got "
+                         f"{likelihood!r} and n_levels={n_levels!r}")
+    if ordinal:
+        sigma = 1.0
     tau = rng.gamma(a0, 1.0 / b0) if sigma is None else 1.0 / sigma**2
     truth["sigma"] = 1.0 / np.sqrt(tau)
     mu = rng.normal(0.0, 1.0 / np.sqrt(MU_PRIOR_PREC)) if global_mean else 0.0
@@ -119,8 +134,16 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
         eta += X["user"][user, k] + X["item"][item, k]
         truth["user_bias"], truth["item_bias"] = X["user"][:, k], X["item"][:, k]
     rating = eta + rng.normal(0.0, truth["sigma"], eta.size)
+    scale = None
+    if ordinal:
+        from .ordinal import cutpoints_from_gaps
+
+        truth["cutpoints"] = cutpoints_from_gaps(rng.standard_normal(int(n_levels) - 2))
+        # level k holds (gamma_{k-1}, gamma_k]: the number of cut-points strictly below z, plus one
+        rating = 1.0 + np.searchsorted(truth["cutpoints"], rating, side="left")
+        scale = (1.0, float(n_levels))
     ratings = Ratings(user, item, rating, pd.RangeIndex(n_users, name="user"),
-                      pd.RangeIndex(n_items, name="item"))
+                      pd.RangeIndex(n_items, name="item"), scale=scale)
     # held-out pairs: seen users and items, not rated
     taken = set((user.astype(np.int64) * n_items + item).tolist())
     pick: list = []
@@ -139,7 +162,7 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
 
 
 #: what :func:`sbc_ranks` checks: name -> how to read it from a fit (and the truth)
-SBC_QUANTITIES = ("sigma", "mu", "sigma_b", "user_bias[0]", "heldout[0]")
+SBC_QUANTITIES = ("sigma", "mu", "sigma_b", "user_bias[0]", "heldout[0]", "cutpoints[-1]")
 
 
 def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 200, random_seed=0,
@@ -159,7 +182,7 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
 
     from .estimator import GibbsPMF
 
-    data_only = {"n_users", "n_items", "density", "n_heldout"}
+    data_only = {"n_users", "n_items", "density", "n_heldout", "n_levels"}
     sim_params = set(inspect.signature(simulate_prior).parameters) - {"random_seed"}
     sim_kw = {key: v for key, v in model.items() if key in sim_params}
     est_kw = {key: v for key, v in model.items() if key not in data_only}
@@ -177,11 +200,14 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
         post = fit.result_["posterior"]
         row = {}
         for name in ("sigma", "mu", "sigma_b"):
-            if name in sim.truth and name in post:
+            if name in sim.truth and name in post and not (name == "sigma" and "cutpoints" in sim.truth):
                 row[name] = int((post[name].to_numpy().ravel() < sim.truth[name]).sum())
         if "user_bias" in sim.truth:
             b0 = post["user_bias"].to_numpy()[0, :, 0]
             row["user_bias[0]"] = int((b0 < sim.truth["user_bias"][0]).sum())
+        if "cutpoints" in sim.truth:  # the last cut-point: it moves with every gap
+            last = post["cutpoints"].to_numpy()[0, :, -1]
+            row["cutpoints[-1]"] = int((last < sim.truth["cutpoints"][-1]).sum())
         if sim.heldout_user.size:
             u, i = int(sim.heldout_user[0]), int(sim.heldout_item[0])
             eta = np.einsum("dk,dk->d", post["U"].to_numpy()[0, :, u], post["V"].to_numpy()[0, :, i])

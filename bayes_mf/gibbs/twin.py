@@ -17,8 +17,18 @@ The variables carry the result names (``sigma`` = :math:`\tau^{-1/2}`,
 ``sigma_u`` = :math:`\lambda_U^{-1/2}`, ``sigma_b``, ``sigma_c``), on the
 fit's standardised scale (multiply by :math:`u`; 1 for star ratings).
 
+With ``likelihood="ordinal"`` the observed variable is the star code
+(``0 .. K-1``) under ``pm.OrderedProbit(eta, cutpoints, sigma=1)`` (or
+``pm.OrderedLogistic`` with ``ordinal_link="logistic"``: the same structure
+with a logistic latent error, *not* what the Gibbs sampler samples), with
+cut-points :math:`\gamma = (0, \gamma_1 + e^{\alpha_2}, \dots)` and log gaps
+:math:`\alpha \sim N(0, 1)` (``log_gaps``), as in :mod:`bayes_mf.gibbs.ordinal`;
+``cutpoints`` is a deterministic over the ``cutpoint`` dim.  MAP, ADVI and
+NUTS all run on it (``pm.find_MAP``, ``pm.fit``, ``pm.sample``).
+
 BPMF's Normal-Wishart prior, the implicit/side features and the time effects
-have no twin here: they raise ``NotImplementedError``.
+have no twin
+here: they raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from .moves import MU_PRIOR_PREC
 __all__ = ["pymc_model"]
 
 
-def pymc_model(est, ratings, *, parametrization: str = "noncentered"):
+def pymc_model(est, ratings, *, parametrization: str = "noncentered", ordinal_link: str = "probit"):
     """The PyMC twin of ``est``'s model for ``ratings``.
 
     Parameters
@@ -48,6 +58,9 @@ def pymc_model(est, ratings, *, parametrization: str = "noncentered"):
     parametrization : {"noncentered", "centered"}
         How the factors and biases depend on their scales (the same model;
         non-centred is what NUTS samples well).
+    ordinal_link : {"probit", "logistic"}
+        Latent error of ``likelihood="ordinal"``: ``pm.OrderedProbit`` (the
+        Gibbs model) or ``pm.OrderedLogistic``.
 
     Returns
     -------
@@ -96,9 +109,33 @@ def pymc_model(est, ratings, *, parametrization: str = "noncentered"):
             b = _normal("user_bias", "user", scale("sigma_b", st.sigma_bias), nc)
             c = _normal("item_bias", "item", scale("sigma_c", st.sigma_bias), nc)
             eta = eta + b[r.user] + c[r.item]
+        if st.likelihood == "ordinal":
+            _ordinal_likelihood(r, eta, ordinal_link)
+            return model
         if st.sigma is not None:
             sigma = pm.Deterministic("sigma", pm.math.constant(float(st.sigma)))
         else:
             sigma = pm.Deterministic("sigma", pm.Gamma("tau", alpha=a0, beta=b0) ** -0.5)
         pm.Normal("rating", eta, sigma, observed=r.rating / unit, dims="obs")
     return model
+
+
+def _ordinal_likelihood(r: Ratings, eta, link: str) -> None:
+    """Cut-points (log gaps, first at 0) and the ordered-probit/logistic observation, in the open model."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from .ordinal import GAP_PRIOR_SD, ordinal_levels
+
+    if link not in ("probit", "logistic"):
+        raise ValueError(f"ordinal_link must be 'probit' or 'logistic', got {link!r}")
+    levels, codes = ordinal_levels(r.rating, r.scale, name=r.names[2])
+    model = pm.modelcontext(None)
+    model.add_coord("cutpoint", np.arange(levels.size - 1))
+    alpha = pm.Normal("log_gaps", 0.0, GAP_PRIOR_SD, shape=levels.size - 2)
+    cuts = pm.Deterministic("cutpoints", pt.concatenate([pt.zeros(1), pt.cumsum(pt.exp(alpha))]),
+                            dims="cutpoint")
+    if link == "probit":
+        pm.OrderedProbit("rating", eta, cuts, sigma=1.0, compute_p=False, observed=codes, dims="obs")
+    else:
+        pm.OrderedLogistic("rating", eta, cuts, compute_p=False, observed=codes, dims="obs")
