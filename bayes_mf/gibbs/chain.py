@@ -1,9 +1,13 @@
 """One Gibbs chain: its state, the sweep that moves it, and a run of sweeps.
 
-A chain's state (:class:`ChainState`, random generator included) is a plain
-picklable object, so a run can stop after any number of sweeps and go on
-later, in this process or a worker, with exactly the numbers an unbroken run
-would give.  That is what lets :class:`~bayes_mf.gibbs.GibbsPMF` sample in
+A chain's state (:class:`ChainState`, random generator, Philox key and sweep
+counter included) is a plain picklable object, so a run can stop after any
+number of sweeps and go on later, in this process or a worker, with exactly
+the numbers an unbroken run would give.  The per-row noise of the side and
+feature steps comes from :mod:`~bayes_mf.gibbs.counter` (keyed by chain,
+sweep, side and row, so any number of threads draws the same numbers); the
+few other draws (hyper-parameters, moves, mu, tau) from the generator, on
+the calling thread.  That is what lets :class:`~bayes_mf.gibbs.GibbsPMF` sample in
 rounds until the diagnostics pass.
 """
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
+from .counter import STREAMS, chain_key, normals
 from .layout import _Features, _Side
 from .moves import (
     MU_PRIOR_PREC,
@@ -47,6 +52,7 @@ class _Settings:
     backend: str
     store_factors: bool
     moves: bool = True
+    threads: int = 1
 
 
 @dataclass
@@ -63,6 +69,8 @@ class ChainState:
     m_f: dict  # factor prior means (BPMF)
     Lam_f: dict  # factor prior precision matrices
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
+    key: np.ndarray = None  # Philox key (two uint32 words) of the counter-based normals
+    sweep: int = 0  # sweeps done: the counter that keys each sweep's normals
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -73,6 +81,7 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     mean and noise and prior precisions jittered around the data's moments
     by far more than their posterior spread.
     """
+    seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     rng = np.random.default_rng(seed)
     rating = problem["rating"]
     k, ub = st.n_factors, int(st.biases)
@@ -96,7 +105,8 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
                      else None) for s, f in feats.items()}
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
-                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat)
+                      Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
+                      key=chain_key(seed))
 
 
 class Sweeper:
@@ -109,13 +119,15 @@ class Sweeper:
         self.k = st.n_factors
         self.ub = int(st.biases)
         self.d = self.k + self.ub
-        self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"]),
-                   "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"])}
+        self.use_numba = st.backend == "numba"
+        compact = self.use_numba  # the compiled kernels need no SideIndex (layout._Side)
+        self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"],
+                                 compact),
+                   "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"],
+                                 compact)}
         self.counts = {s: np.diff(self.by[s].indptr).astype(np.float64) for s in SIDES}
         self.feats = {s: (_Features(*problem[f"{s}_features"]) if problem.get(f"{s}_features") else None)
                       for s in SIDES}
-        self.use_numba = st.backend == "numba"
-        self.resid_fn = kernels._residual_numba if self.use_numba else kernels._residual_numpy
         self.G_store = {s: (np.empty((len(self.counts[s]), self.d, self.d)) if self.feats[s] is not None
                             else np.empty((1, 1, 1))) for s in SIDES}
         self.h_store = {s: (np.empty((len(self.counts[s]), self.d)) if self.feats[s] is not None
@@ -143,8 +155,9 @@ class Sweeper:
         pm[:] = m
         if f is not None:
             pm += f.A @ s.W[side]
-        z = s.rng.standard_normal(X.shape)
-        zf = s.rng.standard_normal(s.W[side].shape) if f is not None else None
+        z = normals(s.key, STREAMS[side], s.sweep, X.shape[0], X.shape[1], backend=self.st.backend)
+        zf = (normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
+              if f is not None else None)
         store = f is not None
         other_F = np.ascontiguousarray(other[:, :k])
         other_b = np.ascontiguousarray(other[:, k]) if self.ub else np.zeros(other.shape[0])
@@ -176,8 +189,14 @@ class Sweeper:
         Uf, Vf = np.ascontiguousarray(Xu[:, :k]), np.ascontiguousarray(Xv[:, :k])
         bu = np.ascontiguousarray(Xu[:, k]) if self.ub else np.zeros(1)
         bv = np.ascontiguousarray(Xv[:, k]) if self.ub else np.zeros(1)
-        s1, s2 = self.resid_fn(self.user, self.item, self.rating, s.mu, Uf, Vf, bu, bv, self.ub,
-                               self.resid["user"], self.resid["item"])
+        if self.use_numba:
+            bu = bu if self.ub else np.zeros(Uf.shape[0])
+            bv = bv if self.ub else np.zeros(Vf.shape[0])
+            s1, s2 = kernels._residual_numba(self.by["user"], self.by["item"], s.mu, Uf, Vf, bu, bv, self.ub,
+                                             self.resid["user"], self.resid["item"])
+        else:
+            s1, s2 = kernels._residual_numpy(self.user, self.item, self.rating, s.mu, Uf, Vf, bu, bv,
+                                             self.ub, self.resid["user"], self.resid["item"])
         n = self.n_obs
         if self.st.global_mean:
             prec = s.tau * n + MU_PRIOR_PREC
@@ -326,20 +345,34 @@ class Sweeper:
             # only the other side's sums (read by its move next) need one
             s2 = s2 - 2.0 * delta * B + delta * delta * A
             if side == "user":
-                self.resid["item"] -= delta * np.bincount(self.item, weights=b[self.user],
-                                                          minlength=self.resid["item"].size)
+                self.resid["item"] -= delta * self._rated_sum("item", b)
             s.X[side][:, k] += delta * b
             own[side][:, k] += delta * b
             s.lam_b[side] /= (1.0 + delta) ** 2
         return s2
 
+    def _rated_sum(self, side: str, b: np.ndarray) -> np.ndarray:
+        """Per row of ``side``: the sum of ``b`` over the other side's rows it has ratings with."""
+        if self.use_numba:
+            by, out = self.by[side], np.empty(len(self.counts[side]))
+            kernels._gather_sum(by.indptr, by.cols, b, out, kernels.row_chunks(by.indptr))
+            return out
+        rows, cols = (self.item, self.user) if side == "item" else (self.user, self.item)
+        return np.bincount(rows, weights=b[cols], minlength=len(self.counts[side]))
+
     def sweep(self, s: ChainState) -> float:
-        """One full sweep; returns the residual sum of squares of the new state."""
-        own = {side: self.side_step(s, side) for side in SIDES}
-        s2 = self.noise_and_mean(s)
-        self.hyper(s, own)
-        if self.st.moves:
-            s2 = self.moves(s, own, s2)
+        """One full sweep; returns the residual sum of squares of the new state.
+
+        The compiled kernels run on ``st.threads`` threads during the sweep;
+        the sweep counter of ``s`` (which keys its normals) moves on by one.
+        """
+        with kernels.numba_threads(self.st.threads if self.use_numba else None):
+            own = {side: self.side_step(s, side) for side in SIDES}
+            s2 = self.noise_and_mean(s)
+            self.hyper(s, own)
+            if self.st.moves:
+                s2 = self.moves(s, own, s2)
+        s.sweep += 1
         return s2
 
 

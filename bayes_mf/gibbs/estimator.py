@@ -107,6 +107,14 @@ class GibbsPMF(BayesianEstimator):
         ``if __name__ == "__main__":`` (workers re-import the main module).
     backend : {"auto", "numba", "numpy"}
         Kernel family; ``"auto"`` uses numba when it is importable.
+    threads : int or None
+        Threads of the compiled per-row loops within each chain (numba
+        ``prange``; capped at numba's ``NUMBA_NUM_THREADS``).  ``None`` or 1:
+        one.  The draws are bit-identical for any number: per-row noise
+        comes from a counter-based generator keyed by (seed, chain, sweep,
+        side, row) (:mod:`bayes_mf.gibbs.counter`) and every sum over rows
+        runs in a fixed order.  The NumPy backend runs on one thread.  With
+        worker processes (``cores``) every chain uses this many threads.
     store_factors : bool
         Keep U and V of every kept draw (needed by ``predict``).  Memory:
         chains x draws x (n_users + n_items) x k floats; with ``False``
@@ -187,6 +195,7 @@ class GibbsPMF(BayesianEstimator):
         chains: int = 4,
         cores: int | None = None,
         backend: str = "auto",
+        threads: int | None = 1,
         store_factors: bool = True,
         n_check: int = 50,
         init_scale: float = 0.1,
@@ -218,6 +227,7 @@ class GibbsPMF(BayesianEstimator):
         self.chains = chains
         self.cores = cores
         self.backend = backend
+        self.threads = threads
         self.store_factors = store_factors
         self.n_check = n_check
         self.init_scale = init_scale
@@ -254,6 +264,8 @@ class GibbsPMF(BayesianEstimator):
         integer("n_check", 0)
         if self.cores is not None:
             integer("cores", 1)
+        if self.threads is not None:
+            integer("threads", 1)
         if self.prior not in _PRIORS:
             raise ValueError(f"prior must be one of {_PRIORS}, got {self.prior!r}")
         if not isinstance(self.implicit, (bool, str, type(None))) or self.implicit not in _IMPLICIT:
@@ -351,6 +363,7 @@ class GibbsPMF(BayesianEstimator):
             sigma_bias=given.get("sigma_bias", 1.0),
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
+            threads=int(self.threads or 1),
         )
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
@@ -359,8 +372,9 @@ class GibbsPMF(BayesianEstimator):
         n_check = min(int(self.n_check), len(r))
         check = np.sort(check_rng.choice(len(r), size=n_check, replace=False))
         problem = {
-            "user": np.ascontiguousarray(r.user, dtype=np.int64),
-            "item": np.ascontiguousarray(r.item, dtype=np.int64),
+            # int32 codes as Ratings holds them: no copy (at 100 M ratings, int64 copies cost 1.6 GB)
+            "user": np.ascontiguousarray(r.user, dtype=np.int32),
+            "item": np.ascontiguousarray(r.item, dtype=np.int32),
             "rating": np.ascontiguousarray(r.rating, dtype=np.float64),
             "n_users": r.n_users, "n_items": r.n_items,
             "check_user": r.user[check].astype(np.int64), "check_item": r.item[check].astype(np.int64),
@@ -451,7 +465,7 @@ class GibbsPMF(BayesianEstimator):
         dt = build_result(
             stacked, r, method="gibbs", model=model, n_factors=st.n_factors, random_seed=self.random_seed,
             fit_seconds=elapsed, sample_stats=sample_stats, extra_dims=extra_dims, scale=self.scale_,
-            attrs={"prior": st.prior, "backend": st.backend, "chains": len(results),
+            attrs={"prior": st.prior, "backend": st.backend, "threads": st.threads, "chains": len(results),
                    "n_samples": n_kept, "burn_in": res.burn_in, "thin": res.thin,
                    "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
                    "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),

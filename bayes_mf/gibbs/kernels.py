@@ -4,10 +4,16 @@ Both families consume the same random numbers, so they give the same draws up
 to floating-point rounding; with numba importable the per-row loops run
 compiled (``cache=True``: the compile cost is paid once per installation).
 The maths each kernel implements is in :mod:`bayes_mf.gibbs` (steps 1, 2, 4).
+
+Threads: the compiled per-row loops run over ``prange`` (``GibbsPMF(threads=N)``,
+set per call by :func:`numba_threads`).  Every row's arithmetic is the same
+whatever the thread count, and every sum over rows runs in a fixed order on
+one thread, so the draws are bit-identical for any number of threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -19,6 +25,34 @@ try:  # numba is optional: the NumPy kernels below are the fallback
 except ImportError:  # pragma: no cover - exercised where numba is absent
     _numba = None
     HAVE_NUMBA = False
+
+_CHUNKS_PER_THREAD = 8  # row chunks of equal rating counts per thread: load balance under static scheduling
+
+
+@contextlib.contextmanager
+def numba_threads(n: int | None):
+    """Run the compiled kernels on ``n`` threads (at most numba's pool) inside the block; restore after."""
+    if not HAVE_NUMBA or n is None:
+        yield
+        return
+    old = _numba.get_num_threads()
+    _numba.set_num_threads(max(1, min(int(n), _numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        _numba.set_num_threads(old)
+
+
+def row_chunks(indptr: np.ndarray) -> np.ndarray:
+    """Chunk bounds over the rows of a CSR layout, about equal in ratings, a few per thread.
+
+    Only the work split depends on the thread count; each row's result does not.
+    """
+    n_rows = indptr.shape[0] - 1
+    n = _CHUNKS_PER_THREAD * (_numba.get_num_threads() if HAVE_NUMBA else 1)
+    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], n + 1)[1:-1], side="left")
+    return np.unique(np.r_[0, np.clip(cuts, 0, n_rows), n_rows]).astype(np.int64)
+
 
 # --------------------------------------------------------------------------- kernels (NumPy)
 def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_store, h_store):
@@ -66,6 +100,8 @@ def _residual_numpy(user, item, rating, mu, U, V, ub, vb, use_bias, ru, ri):
 # --------------------------------------------------------------------------- kernels (numba)
 if HAVE_NUMBA:
     _jit = _numba.njit(cache=True, nogil=True, fastmath=False)
+    # parallel loops: only over rows, whose results never depend on the split (no fastmath either)
+    _jit_par = _numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 
     @_jit
     def _chol_solve_draw(G, h, z, d, out):  # pragma: no cover - compiled
@@ -97,10 +133,9 @@ if HAVE_NUMBA:
             out[i] = t / G[i, i]
         return True
 
-    @_jit
-    def _side_step_numba(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z,
-                         out, store, G_store, h_store):  # pragma: no cover - compiled
-        n_rows = indptr.shape[0] - 1
+    @_jit_par
+    def _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z,
+                       out, store, G_store, h_store, bounds):  # pragma: no cover - compiled
         n_other, k = other_F.shape
         d = k + use_bias
         nt = d * (d + 1) // 2
@@ -109,7 +144,7 @@ if HAVE_NUMBA:
         # than forming x x^T per rating
         X = np.empty((n_other, d))
         O = np.empty((n_other, nt))
-        for c in range(n_other):
+        for c in _numba.prange(n_other):
             for a in range(k):
                 X[c, a] = other_F[c, a]
             if use_bias:
@@ -119,43 +154,46 @@ if HAVE_NUMBA:
                 for b in range(a + 1):
                     O[c, q] = X[c, a] * X[c, b]
                     q += 1
-        Gp = np.empty(nt)
-        G = np.empty((d, d))
-        h = np.empty(d)
-        ok = True
-        for r in range(n_rows):
-            Gp[:] = 0.0
-            h[:] = 0.0
-            for n in range(indptr[r], indptr[r + 1]):
-                c = cols[n]
-                y = vals[n] - mu
-                if use_bias:
-                    y -= other_b[c]
-                for q in range(nt):
-                    Gp[q] += O[c, q]
+        n_chunks = bounds.shape[0] - 1
+        ok = np.ones(n_chunks, dtype=np.bool_)
+        for ch in _numba.prange(n_chunks):
+            Gp = np.empty(nt)  # scratch per chunk: each thread its own
+            G = np.empty((d, d))
+            h = np.empty(d)
+            for r in range(bounds[ch], bounds[ch + 1]):
+                Gp[:] = 0.0
+                h[:] = 0.0
+                for n in range(indptr[r], indptr[r + 1]):
+                    c = cols[n]
+                    y = vals[n] - mu
+                    if use_bias:
+                        y -= other_b[c]
+                    for q in range(nt):
+                        Gp[q] += O[c, q]
+                    for a in range(d):
+                        h[a] += y * X[c, a]
+                q = 0
                 for a in range(d):
-                    h[a] += y * X[c, a]
-            q = 0
-            for a in range(d):
-                h[a] *= tau
-                for b in range(a + 1):
-                    G[a, b] = Gp[q] * tau
-                    q += 1
-            if store:
-                for a in range(d):
-                    h_store[r, a] = h[a]
+                    h[a] *= tau
                     for b in range(a + 1):
-                        G_store[r, a, b] = G[a, b]
-                        G_store[r, b, a] = G[a, b]
-            for a in range(d):
-                t = 0.0
-                for b in range(d):
-                    t += P[a, b] * pm[r, b]
-                h[a] += t
-                for b in range(a + 1):
-                    G[a, b] += P[a, b]
-            ok &= _chol_solve_draw(G, h, z[r], d, out[r])
-        return ok
+                        G[a, b] = Gp[q] * tau
+                        q += 1
+                if store:
+                    for a in range(d):
+                        h_store[r, a] = h[a]
+                        for b in range(a + 1):
+                            G_store[r, a, b] = G[a, b]
+                            G_store[r, b, a] = G[a, b]
+                for a in range(d):
+                    t = 0.0
+                    for b in range(d):
+                        t += P[a, b] * pm[r, b]
+                    h[a] += t
+                    for b in range(a + 1):
+                        G[a, b] += P[a, b]
+                if not _chol_solve_draw(G, h, z[r], d, out[r]):
+                    ok[ch] = False
+        return ok.all()
 
     @_jit
     def _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z):  # pragma: no cover
@@ -195,24 +233,81 @@ if HAVE_NUMBA:
                 W[l, p] = new[p]
         return ok
 
+    @_jit_par
+    def _residual_rows(indptr, cols, vals, mu, F_row, F_col, b_row, b_col, use_bias, out_sum, out_sq,
+                       bounds):  # pragma: no cover - compiled
+        """Per-row sums (and sums of squares) of the residuals, rows in parallel, ratings in CSR order."""
+        k = F_row.shape[1]
+        for ch in _numba.prange(bounds.shape[0] - 1):
+            for r in range(bounds[ch], bounds[ch + 1]):
+                s1 = 0.0
+                s2 = 0.0
+                for n in range(indptr[r], indptr[r + 1]):
+                    c = cols[n]
+                    eta = mu
+                    for a in range(k):
+                        eta += F_row[r, a] * F_col[c, a]
+                    if use_bias:
+                        eta += b_row[r] + b_col[c]  # same operations from either side: same residual
+                    e = vals[n] - eta
+                    s1 += e
+                    s2 += e * e
+                out_sum[r] = s1
+                out_sq[r] = s2
+
     @_jit
-    def _residual_numba(user, item, rating, mu, U, V, ub, vb, use_bias, ru, ri):  # pragma: no cover
-        k = U.shape[1]
-        s1 = 0.0
-        s2 = 0.0
-        ru[:] = 0.0
-        ri[:] = 0.0
-        for n in range(user.shape[0]):
-            u = user[n]
-            i = item[n]
-            eta = mu
-            for a in range(k):
-                eta += U[u, a] * V[i, a]
-            if use_bias:
-                eta += ub[u] + vb[i]
-            r = rating[n] - eta
-            s1 += r
-            s2 += r * r
-            ru[u] += r
-            ri[i] += r
-        return s1, s2
+    def _ordered_sum(x):  # pragma: no cover - compiled
+        t = 0.0
+        for v in x:  # one thread, fixed order: the same total for any thread count
+            t += v
+        return t
+
+    @_jit_par
+    def _gather_sum(indptr, cols, b, out, bounds):  # pragma: no cover - compiled
+        """``out[r] = sum of b[cols[n]]`` over row r's ratings, rows in parallel."""
+        for ch in _numba.prange(bounds.shape[0] - 1):
+            for r in range(bounds[ch], bounds[ch + 1]):
+                t = 0.0
+                for n in range(indptr[r], indptr[r + 1]):
+                    t += b[cols[n]]
+                out[r] = t
+
+    @_jit
+    def _is_sorted(rows):  # pragma: no cover - compiled
+        for n in range(1, rows.shape[0]):
+            if rows[n] < rows[n - 1]:
+                return False
+        return True
+
+    @_jit
+    def _group_by_rows(rows, cols, vals, indptr, cols_out, vals_out):  # pragma: no cover - compiled
+        """Stable counting sort of (cols, vals) by row into CSR: no argsort, no int64 order array."""
+        nxt = indptr[:-1].copy()
+        for n in range(rows.shape[0]):
+            p = nxt[rows[n]]
+            nxt[rows[n]] = p + 1
+            cols_out[p] = cols[n]
+            vals_out[p] = vals[n]
+
+
+def _side_step_numba(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
+                     G_store, h_store):
+    """Compiled twin of :func:`_side_step_numpy`: draws into ``out``; False if a precision is not PD."""
+    return _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
+                          G_store, h_store, row_chunks(indptr))
+
+
+def _residual_numba(by_user, by_item, mu, U, V, ub, vb, use_bias, ru, ri):
+    """Compiled twin of :func:`_residual_numpy` over the two CSR layouts (race-free: no scatter-adds).
+
+    Per-user sums come from the user rows, per-item sums from the item rows;
+    the totals add the per-user sums in user order on one thread.
+    """
+    sq = np.empty(ru.shape[0])
+    _residual_rows(by_user.indptr, by_user.cols, by_user.vals, mu, U, V, ub, vb, use_bias, ru, sq,
+                   row_chunks(by_user.indptr))
+    if ri is not None:
+        sq_i = np.empty(ri.shape[0])
+        _residual_rows(by_item.indptr, by_item.cols, by_item.vals, mu, V, U, vb, ub, use_bias, ri, sq_i,
+                       row_chunks(by_item.indptr))
+    return _ordered_sum(ru), _ordered_sum(sq)

@@ -167,8 +167,9 @@ def _warm_up() -> float:
         return 0.0
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
-    user = np.array([0, 0, 1], dtype=np.int64)
-    item = np.array([0, 1, 1], dtype=np.int64)
+    # int32 codes (as GibbsPMF passes them), neither side sorted: the grouping kernel compiles too
+    user = np.array([0, 1, 0], dtype=np.int32)
+    item = np.array([1, 1, 0], dtype=np.int32)
     rating = rng.standard_normal(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
