@@ -112,6 +112,19 @@ def test_two_threads_give_bit_identical_draws(sim, implicit, prior):
 
 
 @needs_numba
+def test_outer_products_formed_per_rating_give_the_same_draws(sim, monkeypatch):
+    """Past the cache-sized table of packed outer products (large data) the kernel forms them per rating."""
+    import bayes_mf.gibbs.kernels as kernels
+
+    packed = _posterior(sim, 1)
+    monkeypatch.setattr(kernels, "_PACKED_MAX_BYTES", 0)
+    for threads in (1, 2):
+        fresh = _posterior(sim, threads)
+        for name in ("U", "V", "user_bias", "sigma"):
+            np.testing.assert_array_equal(fresh[name].to_numpy(), packed[name].to_numpy(), err_msg=name)
+
+
+@needs_numba
 def test_threads_none_is_one_thread_and_more_threads_than_numba_has_are_capped(sim):
     import numba
 
