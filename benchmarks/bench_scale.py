@@ -17,7 +17,10 @@ biases + moves, the numba backend), then times sweeps straight through the
 building.  After one warm-up sweep per thread count, the thread counts take
 turns sweep by sweep on the same chain (the draws do not depend on the
 thread count, so it is one chain), so that a change of machine load hits
-every thread count alike; the table gives the median seconds per sweep.
+every thread count alike; the table gives the median seconds per sweep, and the median CPU seconds of
+the process per sweep (all its threads): on a machine shared with other
+work, ``s/sweep`` of several threads only falls to ``cpu s/sweep`` divided
+by the threads when that many cores are free.
 Then, from one copy of the state, one sweep on each thread count checks
 that the draws are bit-identical.  Peak memory is the measuring process's
 peak resident set (``ru_maxrss``): data, layouts, every kernel buffer.
@@ -83,15 +86,17 @@ sw = Sweeper(problem, st)
 state = initial_state(problem, st, np.random.SeedSequence(0).spawn(1)[0])
 setup_s = time.perf_counter() - t0
 times = {t: [] for t in threads}
+cpu = {t: [] for t in threads}
 for t in threads:  # warm-up: first touch of every buffer, thread pool start
     st.threads = t
     sw.sweep(state)
 for _ in range(sweeps):
     for t in threads:
         st.threads = t
-        tic = time.perf_counter()
+        tic, cpu0 = time.perf_counter(), time.process_time()
         sw.sweep(state)
         times[t].append(time.perf_counter() - tic)
+        cpu[t].append(time.process_time() - cpu0)
 same = None
 if len(threads) > 1:
     ends = []
@@ -102,7 +107,7 @@ if len(threads) > 1:
         ends.append(s)
     same = all(np.array_equal(e.X[side], ends[0].X[side]) and e.tau == ends[0].tau and e.mu == ends[0].mu
                for e in ends for side in ("user", "item"))
-print(json.dumps({"n_obs": len(r), "n_users": n_users, "n_items": n_items, "times": times,
+print(json.dumps({"n_obs": len(r), "n_users": n_users, "n_items": n_items, "times": times, "cpu": cpu,
                   "setup_s": setup_s, "compile_s": compile_s, "rss_data_mb": rss_data,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "bit_identical": same}))
@@ -162,13 +167,16 @@ def main(argv=None):
     print(f"\nSCALE  rank 10, BPMF + biases + moves, numba, one chain; median of {args.sweeps} sweeps per "
           "thread count (taking turns, after a warm-up sweep each)")
     print(f"{'ratings':>11s} {'users':>7s} {'items':>6s} {'threads':>7s} {'s/sweep':>8s} {'s/sweep/M':>9s} "
-          f"{'speed-up':>8s} {'setup s':>7s} {'data MB':>7s} {'peak RSS MB':>11s} {'identical':>9s}")
+          f"{'speed-up':>8s} {'cpu s/sweep':>11s} {'setup s':>7s} {'data MB':>7s} {'peak RSS MB':>11s} "
+          f"{'identical':>9s}")
     for r in rows:
         med = {int(t): sorted(v)[len(v) // 2] for t, v in r["times"].items()}
+        med_cpu = {int(t): sorted(v)[len(v) // 2] for t, v in r["cpu"].items()}
         base = med.get(threads[0])
         for t in threads:
             print(f"{r['n_obs']:11,d} {r['n_users']:7d} {r['n_items']:6d} {t:7d} {med[t]:8.3f} "
-                  f"{med[t] / (r['n_obs'] / 1e6):9.4f} {base / med[t]:7.2f}x {r['setup_s']:7.1f} "
+                  f"{med[t] / (r['n_obs'] / 1e6):9.4f} {base / med[t]:7.2f}x {med_cpu[t]:11.3f} "
+                  f"{r['setup_s']:7.1f} "
                   f"{r['rss_data_mb']:7.0f} {r['peak_rss_mb']:11.0f} "
                   f"{'-' if r['bit_identical'] is None else ('yes' if r['bit_identical'] else 'NO'):>9s}")
         if args.dask:
