@@ -3,12 +3,13 @@
 A chain's state (:class:`ChainState`, random generator, Philox key and sweep
 counter included) is a plain picklable object, so a run can stop after any
 number of sweeps and go on later, in this process or a worker, with exactly
-the numbers an unbroken run would give.  The per-row noise of the side and
-feature steps comes from :mod:`~bayes_mf.gibbs.counter` (keyed by chain,
-sweep, side and row, so any number of threads draws the same numbers); the
-few other draws (hyper-parameters, moves, mu, tau) from the generator, on
-the calling thread.  That is what lets :class:`~bayes_mf.gibbs.GibbsPMF` sample in
-rounds until the diagnostics pass.
+the numbers an unbroken run would give.  That is what lets
+:class:`~bayes_mf.gibbs.GibbsPMF` sample in rounds until the diagnostics pass.
+
+The per-row noise of the side and feature steps comes from
+:mod:`~bayes_mf.gibbs.counter` (keyed by chain, sweep, side and row, so any
+number of threads draws the same numbers); the few other draws
+(hyper-parameters, moves, mu, tau) come from the generator, on the calling thread.
 """
 
 from __future__ import annotations
