@@ -99,18 +99,19 @@ if HAVE_NUMBA:
         pairs = (d + 1) // 2
         lo = np.uint64(sweep) & _MASK
         hi = np.uint64(sweep) >> _S32
-        for r in _numba.prange(n_rows):
-            c0 = np.uint64(row0) + np.uint64(r)  # uint64 + int64 would be float64 in numba
-            for j in range(pairs):
-                w0, w1, w2, w3 = _philox_one(c0, np.uint64(j) | (np.uint64(stream) << np.uint64(24)),
-                                             lo, hi, k0, k1)
-                u1 = np.float64(((w0 << _S32) | w1) >> _S11) * _U53
-                u2 = np.float64(((w2 << _S32) | w3) >> _S11) * _U53
-                rad = math.sqrt(-2.0 * math.log(1.0 - u1))
-                t = _TWO_PI * u2
-                out[r, 2 * j] = rad * math.cos(t)
-                if 2 * j + 1 < d:
-                    out[r, 2 * j + 1] = rad * math.sin(t)
+        for blk in _numba.prange((n_rows + kernels._BLOCK - 1) // kernels._BLOCK):
+            for r in range(blk * kernels._BLOCK, min(n_rows, (blk + 1) * kernels._BLOCK)):
+                c0 = np.uint64(row0) + np.uint64(r)  # uint64 + int64 would be float64 in numba
+                for j in range(pairs):
+                    w0, w1, w2, w3 = _philox_one(c0, np.uint64(j) | (np.uint64(stream) << np.uint64(24)),
+                                                 lo, hi, k0, k1)
+                    u1 = np.float64(((w0 << _S32) | w1) >> _S11) * _U53
+                    u2 = np.float64(((w2 << _S32) | w3) >> _S11) * _U53
+                    rad = math.sqrt(-2.0 * math.log(1.0 - u1))
+                    t = _TWO_PI * u2
+                    out[r, 2 * j] = rad * math.cos(t)
+                    if 2 * j + 1 < d:
+                        out[r, 2 * j + 1] = rad * math.sin(t)
 
 
 def normals(key, stream: int, sweep: int, n_rows: int, d: int, *, row0: int = 0,

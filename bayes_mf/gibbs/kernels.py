@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 
 _PACKED_MAX_BYTES = 16 << 20  # largest table of packed outer products worth building (fits the L3 cache)
 _AHEAD = 16  # ratings ahead whose other-side row is prefetched
+_BLOCK = 2048  # rows per block of the parallel loops of equal work per row
 _CHUNKS_PER_THREAD = 8  # row chunks of equal rating counts per thread: load balance under static scheduling
 
 
@@ -37,12 +38,16 @@ def numba_threads(n: int | None):
     if not HAVE_NUMBA or n is None:
         yield
         return
-    old = _numba.get_num_threads()
+    old, old_chunk = _numba.get_num_threads(), _numba.get_parallel_chunksize()
     _numba.set_num_threads(max(1, min(int(n), _numba.config.NUMBA_NUM_THREADS)))
+    # every parallel loop here runs over blocks of rows: hand them out one at a time, so that a
+    # thread the OS preempts (a machine shared with other work) takes fewer, not all wait for it
+    _numba.set_parallel_chunksize(1)
     try:
         yield
     finally:
         _numba.set_num_threads(old)
+        _numba.set_parallel_chunksize(old_chunk)
 
 
 def row_chunks(indptr: np.ndarray) -> np.ndarray:
@@ -184,17 +189,18 @@ if HAVE_NUMBA:
         # (the same products either way, so the same numbers)
         X = np.empty((n_other, d))
         O = np.empty((n_other if packed else 1, nt))
-        for c in _numba.prange(n_other):
-            for a in range(k):
-                X[c, a] = other_F[c, a]
-            if use_bias:
-                X[c, k] = 1.0
-            if packed:
-                q = 0
-                for a in range(d):
-                    for b in range(a + 1):
-                        O[c, q] = X[c, a] * X[c, b]
-                        q += 1
+        for blk in _numba.prange((n_other + _BLOCK - 1) // _BLOCK):
+            for c in range(blk * _BLOCK, min(n_other, (blk + 1) * _BLOCK)):
+                for a in range(k):
+                    X[c, a] = other_F[c, a]
+                if use_bias:
+                    X[c, k] = 1.0
+                if packed:
+                    q = 0
+                    for a in range(d):
+                        for b in range(a + 1):
+                            O[c, q] = X[c, a] * X[c, b]
+                            q += 1
         n_chunks = bounds.shape[0] - 1
         nnz = cols.shape[0]
         ok = np.ones(n_chunks, dtype=np.bool_)
