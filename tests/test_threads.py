@@ -187,10 +187,14 @@ def test_bad_threads_raise(sim, bad):
         GibbsPMF(2, threads=bad, draws=2, tune=0, chains=1).fit(sim.ratings)
 
 
-def test_threads_is_a_parameter(sim):
+def test_threads_is_a_parameter_and_is_saved(sim, tmp_path):
     from sklearn.base import clone
+
+    from bayes_mf import io
 
     m = GibbsPMF(2, threads=2)
     assert m.get_params()["threads"] == 2 and clone(m).threads == 2
     fit = GibbsPMF(2, threads=2, draws=2, tune=0, chains=1).fit(sim.ratings)
     assert fit.result_.attrs["threads"] == 2
+    io.save(fit, tmp_path / "m")
+    assert io.load(tmp_path / "m").threads == 2
