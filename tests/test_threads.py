@@ -198,3 +198,18 @@ def test_threads_is_a_parameter_and_is_saved(sim, tmp_path):
     assert fit.result_.attrs["threads"] == 2
     io.save(fit, tmp_path / "m")
     assert io.load(tmp_path / "m").threads == 2
+
+
+def test_automatic_processes_leave_room_for_the_threads(monkeypatch):
+    import os
+
+    from bayes_mf.gibbs.parallel import n_processes
+    from bayes_mf.gibbs.schedule import Plan
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    plan = Plan(burn_in=100, n_samples=None)
+    assert n_processes(4, None, 10**6, 0, plan) == 4
+    assert n_processes(4, None, 10**6, 0, plan, threads=2) == 4
+    assert n_processes(4, None, 10**6, 0, plan, threads=4) == 2
+    assert n_processes(4, None, 10**6, 0, plan, threads=16) == 1
+    assert n_processes(4, 3, 10**6, 0, plan, threads=4) == 3  # cores given: as asked

@@ -99,7 +99,7 @@ class GibbsPMF(BayesianEstimator):
         ``np.random.SeedSequence(random_seed)``, so results do not depend on ``cores``.
     cores : int or None
         Worker processes for the chains; 1 runs them in this process.
-        ``None``: ``min(chains, os.cpu_count())`` processes when the work is
+        ``None``: ``min(chains, os.cpu_count() // threads)`` processes when the work is
         large enough to repay their start-up (seconds): with ``draws``
         given, at least 5e7 rating-sweeps per chain; with ``draws=None``,
         at least 5 000 ratings.  Else in this process.  The draws are the
@@ -419,7 +419,8 @@ class GibbsPMF(BayesianEstimator):
         problem, check = self._problem(r)
         plan = self._plan(r)
         seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
-        cores = n_processes(self.chains, self.cores, len(r), len(_IMPLICIT[self.implicit]), plan)
+        cores = n_processes(self.chains, self.cores, len(r), len(_IMPLICIT[self.implicit]), plan,
+                            st.threads if backend == "numba" else 1)
         progressbar = interactive() if self.progressbar is None else bool(self.progressbar)
         t0 = time.perf_counter()
         with ChainRunner(problem, st, cores, progressbar) as runner:
