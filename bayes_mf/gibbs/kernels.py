@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 _PACKED_MAX_BYTES = 16 << 20  # largest table of packed outer products worth building (fits the L3 cache)
 _AHEAD = 16  # ratings ahead whose other-side row is prefetched
 _BLOCK = 2048  # rows per block of the parallel loops of equal work per row
-_CHUNKS_PER_THREAD = 8  # row chunks of equal rating counts per thread: load balance under static scheduling
+_CHUNKS_PER_THREAD = 8  # row chunks of about equal ratings per thread, handed out as threads free up
 
 
 @contextlib.contextmanager
