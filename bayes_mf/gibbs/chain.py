@@ -190,14 +190,7 @@ class Sweeper:
         Uf, Vf = np.ascontiguousarray(Xu[:, :k]), np.ascontiguousarray(Xv[:, :k])
         bu = np.ascontiguousarray(Xu[:, k]) if self.ub else np.zeros(1)
         bv = np.ascontiguousarray(Xv[:, k]) if self.ub else np.zeros(1)
-        if self.use_numba:
-            bu = bu if self.ub else np.zeros(Uf.shape[0])
-            bv = bv if self.ub else np.zeros(Vf.shape[0])
-            s1, s2 = kernels._residual_numba(self.by["user"], self.by["item"], s.mu, Uf, Vf, bu, bv, self.ub,
-                                             self.resid["user"], self.resid["item"])
-        else:
-            s1, s2 = kernels._residual_numpy(self.user, self.item, self.rating, s.mu, Uf, Vf, bu, bv,
-                                             self.ub, self.resid["user"], self.resid["item"])
+        s1, s2 = self._residuals(s.mu, Uf, Vf, bu, bv)
         n = self.n_obs
         if self.st.global_mean:
             prec = s.tau * n + MU_PRIOR_PREC
@@ -211,6 +204,16 @@ class Sweeper:
             a0, b0 = self.st.gamma_prior
             s.tau = _gamma_precision(s.rng, a0, b0, s2, n)
         return s2
+
+    def _residuals(self, mu: float, Uf, Vf, bu, bv) -> tuple[float, float]:
+        """Sum and sum of squares of the residuals at ``mu``; per-row sums into ``self.resid``."""
+        if self.use_numba:
+            bu = bu if self.ub else np.zeros(Uf.shape[0])
+            bv = bv if self.ub else np.zeros(Vf.shape[0])
+            return kernels._residual_numba(self.by["user"], self.by["item"], mu, Uf, Vf, bu, bv, self.ub,
+                                           self.resid["user"], self.resid["item"])
+        return kernels._residual_numpy(self.user, self.item, self.rating, mu, Uf, Vf, bu, bv,
+                                       self.ub, self.resid["user"], self.resid["item"])
 
     def hyper(self, s: ChainState, own: dict) -> None:
         """Draw the prior precisions (and BPMF's factor means) given the own parts (step 5)."""
@@ -423,18 +426,20 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
 
 
 def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: int = 0, thin: int = 1,
-              progress: str | None = None) -> tuple[ChainState, dict]:
+              progress: str | None = None, sweeper: Sweeper | None = None) -> tuple[ChainState, dict]:
     """Run ``n_sweeps`` sweeps from ``state`` (a seed starts a new chain from :func:`initial_state`).
 
     The first ``burn_in`` sweeps are not kept; after them every ``thin``-th
     sweep is.  Returns the new state and the kept draws (a dict of arrays
     with a leading draw axis, plus ``loop_seconds`` and the running sums
     ``U_sum``/``V_sum`` of the factors over the kept draws).  A top-level
-    function, so that worker processes can run it.
+    function, so that worker processes can run it.  ``sweeper``: a ready
+    :class:`Sweeper` of ``problem`` to reuse (the Dask backend's, whose
+    ratings already sit on the workers); by default one is built here.
     """
     if not isinstance(state, ChainState):
         state = initial_state(problem, st, state)
-    sw = Sweeper(problem, st)
+    sw = Sweeper(problem, st) if sweeper is None else sweeper
     n_keep = max(0, (n_sweeps - burn_in) // thin)
     out = _empty_draws(sw, n_keep)
     U_sum = np.zeros((len(sw.counts["user"]), sw.k))

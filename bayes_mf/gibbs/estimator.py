@@ -105,8 +105,17 @@ class GibbsPMF(BayesianEstimator):
         at least 5 000 ratings.  Else in this process.  The draws are the
         same either way.  From a script, guard the fit with
         ``if __name__ == "__main__":`` (workers re-import the main module).
-    backend : {"auto", "numba", "numpy"}
+    backend : {"auto", "numba", "numpy", "dask"}
         Kernel family; ``"auto"`` uses numba when it is importable.
+        ``"dask"``: the compiled kernels on the workers of a
+        ``dask.distributed`` cluster, the ratings partitioned by user and by
+        item across them (:mod:`bayes_mf.gibbs.distributed`); the same
+        numbers as ``"numba"`` for the same seed.  Not yet with ``implicit``
+        or side features; chains run one after another.
+    client : None, str or distributed.Client
+        With ``backend="dask"``: the client (e.g. on a ``LocalCluster``), a
+        scheduler address, or ``None`` for the default client of this
+        process.  Only an address is saved by :func:`bayes_mf.io.save`.
     threads : int or None
         Threads of the compiled per-row loops within each chain (numba
         ``prange``; capped at numba's ``NUMBA_NUM_THREADS``).  ``None`` or 1:
@@ -196,6 +205,7 @@ class GibbsPMF(BayesianEstimator):
         cores: int | None = None,
         backend: str = "auto",
         threads: int | None = 1,
+        client=None,
         store_factors: bool = True,
         n_check: int = 50,
         init_scale: float = 0.1,
@@ -228,6 +238,7 @@ class GibbsPMF(BayesianEstimator):
         self.cores = cores
         self.backend = backend
         self.threads = threads
+        self.client = client
         self.store_factors = store_factors
         self.n_check = n_check
         self.init_scale = init_scale
@@ -271,10 +282,15 @@ class GibbsPMF(BayesianEstimator):
         if not isinstance(self.implicit, (bool, str, type(None))) or self.implicit not in _IMPLICIT:
             raise ValueError(
                 f"implicit must be False, True, 'user', 'item' or 'both', got {self.implicit!r}")
-        if self.backend not in ("auto", "numba", "numpy"):
-            raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {self.backend!r}")
-        if self.backend == "numba" and not kernels.HAVE_NUMBA:
-            raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
+        if self.backend not in ("auto", "numba", "numpy", "dask"):
+            raise ValueError(f"backend must be 'auto', 'numba', 'numpy' or 'dask', got {self.backend!r}")
+        if self.backend in ("numba", "dask") and not kernels.HAVE_NUMBA:
+            raise ValueError(f"backend={self.backend!r} but numba is not installed; use backend='auto' "
+                             "or 'numpy'")
+        if self.client is not None and self.backend != "dask":
+            raise ValueError(f"client is used only with backend='dask', got backend={self.backend!r}")
+        if self.backend == "dask" and _IMPLICIT[self.implicit]:
+            raise ValueError("backend='dask' does not support implicit feedback yet; use backend='numba'")
         positive("sigma", allow_none=True)
         if isinstance(self.target_rhat, bool) or not (isinstance(self.target_rhat, (int, float))
                                                       and self.target_rhat > 1.0):
@@ -414,7 +430,7 @@ class GibbsPMF(BayesianEstimator):
         self._draws, self._tune = self._lengths()
         self._check_params()
         backend = self._resolved_backend()
-        self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
+        self.compile_seconds_ = _warm_up() if backend in ("numba", "dask") else 0.0
         st = self._settings(backend, r)
         problem, check = self._problem(r)
         plan = self._plan(r)
@@ -423,7 +439,13 @@ class GibbsPMF(BayesianEstimator):
                             st.threads if backend == "numba" else 1)
         progressbar = interactive() if self.progressbar is None else bool(self.progressbar)
         t0 = time.perf_counter()
-        with ChainRunner(problem, st, cores, progressbar) as runner:
+        if backend == "dask":
+            from .distributed import DaskRunner
+
+            runner = DaskRunner(problem, st, self.client, progressbar)
+        else:
+            runner = ChainRunner(problem, st, cores, progressbar)
+        with runner:
             res = sample(runner, seeds, plan, self._diagnose)
         elapsed = time.perf_counter() - t0
         self.n_sweeps_ = int(res.sweeps)
