@@ -85,10 +85,14 @@ def resolve_client(client):
 
 
 def _bounds(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
-    """Contiguous row ranges about equal in ratings, at most ``n_parts``, none empty of rows."""
+    """Contiguous row ranges about equal in ratings, ``min(n_parts, n_rows)`` of them, none empty of rows."""
     n_rows = indptr.shape[0] - 1
-    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], n_parts + 1)[1:-1], side="left")
+    want = min(n_parts, n_rows)
+    # each cut at the last row boundary at or before an equal share of the ratings
+    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], want + 1)[1:-1], side="right") - 1
     edges = np.unique(np.r_[0, np.clip(cuts, 0, n_rows), n_rows])
+    if edges.size - 1 < want:  # a few rows hold most ratings: split by rows, so every worker takes part
+        edges = np.unique(np.linspace(0, n_rows, want + 1).astype(np.int64))
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 

@@ -7,8 +7,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
 from .._util import interactive
 from ..base import BayesianEstimator, _check_rating_unit, _in_units
@@ -16,7 +14,7 @@ from ..data import Ratings
 from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
 from . import kernels
 from .chain import _Settings
-from .layout import _implicit_matrix
+from .layout import feature_block
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
 
@@ -336,34 +334,6 @@ class GibbsPMF(BayesianEstimator):
         finally:
             del self._side_features
 
-    def _feature_block(self, side: str, r: Ratings):
-        implicit = _IMPLICIT[self.implicit]
-        blocks, groups = [], []
-        if side in implicit:
-            rows, cols = (r.user, r.item) if side == "user" else (r.item, r.user)
-            n_rows, n_cols = (r.n_users, r.n_items) if side == "user" else (r.n_items, r.n_users)
-            blocks.append(_implicit_matrix(rows, cols, n_rows, n_cols))
-            groups.append(np.zeros(n_cols, dtype=np.int64))
-        table = self._side_features[side]
-        if table is not None:
-            ids = r.users if side == "user" else r.items
-            name = f"{side}_features"
-            if not isinstance(table, pd.DataFrame):
-                raise ValueError(f"{name} must be a DataFrame indexed by {side} id, "
-                                 f"got {type(table).__name__}")
-            try:
-                values = table.astype(float)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name} must have numeric columns only: {exc}") from None
-            if not np.isfinite(values.to_numpy()).all():
-                raise ValueError(f"{name} holds non-finite values")
-            dense = values.reindex(ids).fillna(0.0).to_numpy()
-            blocks.append(sp.csr_matrix(dense))
-            groups.append(np.full(dense.shape[1], len(groups), dtype=np.int64))
-        if not blocks:
-            return None
-        return sp.hstack(blocks).tocsr(), np.concatenate(groups)
-
     def _settings(self, backend: str, r: Ratings) -> _Settings:
         """The chains' settings, the hyper-parameters given in rating units on the standardised scale."""
         # the prior sds also set the chains' dispersed start; they are the prior only with prior="fixed"
@@ -394,8 +364,10 @@ class GibbsPMF(BayesianEstimator):
             "rating": np.ascontiguousarray(r.rating, dtype=np.float64),
             "n_users": r.n_users, "n_items": r.n_items,
             "check_user": r.user[check].astype(np.int64), "check_item": r.item[check].astype(np.int64),
-            "user_features": self._feature_block("user", r),
-            "item_features": self._feature_block("item", r),
+            "user_features": feature_block(side="user", r=r, implicit=_IMPLICIT[self.implicit],
+                                           table=self._side_features["user"]),
+            "item_features": feature_block(side="item", r=r, implicit=_IMPLICIT[self.implicit],
+                                           table=self._side_features["item"]),
         }
         return problem, check
 
@@ -459,6 +431,19 @@ class GibbsPMF(BayesianEstimator):
                 convergence_message(res.table, plan.target_rhat, plan.target_ess,
                                     budget_advice(plan, res)),
                 ConvergenceWarning, stacklevel=4)
+
+    def __sklearn_clone__(self):
+        """A clone sharing the same ``distributed.Client`` (one cannot be deep-copied: it holds tasks)."""
+        client = self.client
+        if client is None or isinstance(client, str):
+            return super().__sklearn_clone__()
+        self.client = None
+        try:
+            new = super().__sklearn_clone__()
+        finally:
+            self.client = client
+        new.client = client
+        return new
 
     def _diagnose(self, draws: list):
         """The diagnostics table of the identifiable set, from the chains' draws so far."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .._util import SideIndex
@@ -71,3 +72,46 @@ def _implicit_matrix(rows, cols, n_rows, n_cols) -> sp.csr_matrix:
     A = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
     A.sum_duplicates()
     return A
+
+
+def feature_block(*, side: str, r, implicit: tuple, table):
+    """The feature matrix of one side and the group of each column, or None.
+
+    Parameters
+    ----------
+    side : {"user", "item"}
+    r : Ratings
+        The training ratings (codes and ids).
+    implicit : tuple of str
+        The sides with implicit-feedback terms (one group of columns).
+    table : DataFrame or None
+        Side information indexed by the original ids (one more group).
+
+    Returns
+    -------
+    (scipy.sparse.csr_matrix, ndarray) or None
+    """
+    blocks, groups = [], []
+    if side in implicit:
+        rows, cols = (r.user, r.item) if side == "user" else (r.item, r.user)
+        n_rows, n_cols = (r.n_users, r.n_items) if side == "user" else (r.n_items, r.n_users)
+        blocks.append(_implicit_matrix(rows, cols, n_rows, n_cols))
+        groups.append(np.zeros(n_cols, dtype=np.int64))
+    if table is not None:
+        ids = r.users if side == "user" else r.items
+        name = f"{side}_features"
+        if not isinstance(table, pd.DataFrame):
+            raise ValueError(f"{name} must be a DataFrame indexed by {side} id, "
+                             f"got {type(table).__name__}")
+        try:
+            values = table.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must have numeric columns only: {exc}") from None
+        if not np.isfinite(values.to_numpy()).all():
+            raise ValueError(f"{name} holds non-finite values")
+        dense = values.reindex(ids).fillna(0.0).to_numpy()
+        blocks.append(sp.csr_matrix(dense))
+        groups.append(np.full(dense.shape[1], len(groups), dtype=np.int64))
+    if not blocks:
+        return None
+    return sp.hstack(blocks).tocsr(), np.concatenate(groups)
