@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scale.py                          # 1M, 10M, 100M; 1 and 2 threads
     python benchmarks/bench_scale.py --sizes 1e7 --threads 1,2 --sweeps 5
-    python benchmarks/bench_scale.py --dask                   # says the Dask backend is not built yet
+    python benchmarks/bench_scale.py --sizes 1e6 --dask       # + the Dask backend, 2-worker LocalCluster
 
 Data: :func:`bayes_mf.datasets.synthetic` with the Netflix prize proportions
 scaled to each size (users and items both x sqrt(size / 100,480,507), so 1e8
@@ -26,8 +26,17 @@ that the draws are bit-identical.  Peak memory is the measuring process's
 peak resident set (``ru_maxrss``): data, layouts, every kernel buffer.
 
 ``s/sweep/M`` (seconds per sweep per million ratings) staying flat across
-sizes means linear cost.  ``--dask`` is a hook for the Dask backend of
-issue 15 item 2, which does not exist yet: it prints that, no number.
+sizes means linear cost.
+
+``--dask`` adds the Dask backend (``GibbsPMF(backend="dask")``,
+:mod:`bayes_mf.gibbs.distributed`) on a ``LocalCluster`` of 2 worker
+processes with 1 thread each, started in the measuring process before the
+timed loop: its :class:`~bayes_mf.gibbs.distributed.DaskSweeper` takes its
+turn on the same chain beside the thread counts (its draws are the same),
+and its sweep from the copy of the state joins the bit-identity check.
+``dask setup s`` is the scatter of the partitions; its cpu column is ``-``
+(the work runs in the worker processes), and the peak RSS is the measuring
+(client) process's only.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ from bayes_mf.gibbs.chain import Sweeper, initial_state
 
 stem, n_users, n_items, sweeps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 threads = [int(t) for t in sys.argv[5].split(",")]
+use_dask = sys.argv[6] == "1"
 compile_s = _warm_up()
 arrays = {name: np.load(f"{stem}_{name}.npy") for name in ("user", "item", "rating")}
 r = Ratings(arrays["user"], arrays["item"], arrays["rating"], pd.RangeIndex(n_users), pd.RangeIndex(n_items),
@@ -87,6 +97,18 @@ state = initial_state(problem, st, np.random.SeedSequence(0).spawn(1)[0])
 setup_s = time.perf_counter() - t0
 times = {t: [] for t in threads}
 cpu = {t: [] for t in threads}
+dask_times, dask_setup_s, dsw = [], None, None
+if use_dask:
+    import dataclasses
+    from distributed import Client, LocalCluster
+    from bayes_mf.gibbs.distributed import DaskSweeper
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    tic = time.perf_counter()
+    dsw = DaskSweeper(problem, dataclasses.replace(st, backend="dask", threads=1), client)
+    dask_setup_s = time.perf_counter() - tic
+    dsw.sweep(state)  # warm-up: the workers load the compiled kernels
 for t in threads:  # warm-up: first touch of every buffer, thread pool start
     st.threads = t
     sw.sweep(state)
@@ -97,20 +119,32 @@ for _ in range(sweeps):
         sw.sweep(state)
         times[t].append(time.perf_counter() - tic)
         cpu[t].append(time.process_time() - cpu0)
+    if dsw is not None:
+        tic = time.perf_counter()
+        dsw.sweep(state)
+        dask_times.append(time.perf_counter() - tic)
 same = None
-if len(threads) > 1:
+if len(threads) + (dsw is not None) > 1:
     ends = []
     for t in threads:
         s = copy.deepcopy(state)
         st.threads = t
         sw.sweep(s)
         ends.append(s)
+    if dsw is not None:
+        s = copy.deepcopy(state)
+        dsw.sweep(s)
+        ends.append(s)
     same = all(np.array_equal(e.X[side], ends[0].X[side]) and e.tau == ends[0].tau and e.mu == ends[0].mu
                for e in ends for side in ("user", "item"))
 print(json.dumps({"n_obs": len(r), "n_users": n_users, "n_items": n_items, "times": times, "cpu": cpu,
                   "setup_s": setup_s, "compile_s": compile_s, "rss_data_mb": rss_data,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "bit_identical": same}))
+                  "bit_identical": same, "dask_times": dask_times, "dask_setup_s": dask_setup_s}))
+if dsw is not None:
+    dsw.close()
+    client.close()
+    cluster.close()
 """
 
 
@@ -120,19 +154,14 @@ def shape(n: int) -> tuple[int, int]:
     return max(1, round(NETFLIX_USERS * f)), max(1, round(NETFLIX_ITEMS * f))
 
 
-def dask_hook(sizes, args) -> None:
-    """Where the Dask backend (issue 15 item 2: a 2-worker LocalCluster) will be timed; not built yet."""
-    print("DASK  not yet available: the Dask backend (issue 15 item 2) is not built; no timings are "
-          "reported for it. Hook: benchmarks/bench_scale.py::dask_hook", flush=True)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e6,1e7,1e8", help="numbers of ratings (comma separated)")
     ap.add_argument("--threads", default="1,2", help="thread counts to compare (comma separated)")
     ap.add_argument("--sweeps", type=int, default=5, help="timed sweeps per thread count")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bayes_mf_bench_scale"))
-    ap.add_argument("--dask", action="store_true", help="also the Dask backend (not yet available)")
+    ap.add_argument("--dask", action="store_true",
+                    help="also the Dask backend on a 2-worker LocalCluster (1 thread each)")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -155,13 +184,11 @@ def main(argv=None):
             print(f"  generated in {gen['gen_s']:.0f} s, generator peak RSS {gen['gen_peak_rss_mb']:.0f} MB",
                   flush=True)
         out = subprocess.run([sys.executable, "-c", MEASURE, str(stem), str(n_users), str(n_items),
-                              str(args.sweeps), ",".join(map(str, threads))],
+                              str(args.sweeps), ",".join(map(str, threads)), "1" if args.dask else "0"],
                              check=True, env=env, capture_output=True, text=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(res)
         print(json.dumps(res), flush=True)
-    if args.dask:
-        dask_hook(sizes, args)
     if os.path.exists("/proc/loadavg"):
         print("load average after:", Path("/proc/loadavg").read_text().split()[:3])
     print(f"\nSCALE  rank 10, BPMF + biases + moves, numba, one chain; median of {args.sweeps} sweeps per "
@@ -179,8 +206,12 @@ def main(argv=None):
                   f"{r['setup_s']:7.1f} "
                   f"{r['rss_data_mb']:7.0f} {r['peak_rss_mb']:11.0f} "
                   f"{'-' if r['bit_identical'] is None else ('yes' if r['bit_identical'] else 'NO'):>9s}")
-        if args.dask:
-            print(f"{r['n_obs']:11,d} {'':7s} {'':6s} {'dask x2':>7s}  n/a: Dask backend not yet built")
+        if r["dask_times"]:
+            v = sorted(r["dask_times"])[len(r["dask_times"]) // 2]
+            print(f"{r['n_obs']:11,d} {r['n_users']:7d} {r['n_items']:6d} {'dask x2':>7s} {v:8.3f} "
+                  f"{v / (r['n_obs'] / 1e6):9.4f} {base / v:7.2f}x {'-':>11s} {r['dask_setup_s']:7.1f} "
+                  f"{r['rss_data_mb']:7.0f} {r['peak_rss_mb']:11.0f} "
+                  f"{'-' if r['bit_identical'] is None else ('yes' if r['bit_identical'] else 'NO'):>9s}")
 
 
 if __name__ == "__main__":
