@@ -102,10 +102,13 @@ conjugate draws after step 3, their Gamma precisions in step 5, and an exact
 shift of each parent's own bias against its levels in step 6.
 
 Kernels: with numba importable the per-row loops run compiled (``cache=True``,
-so the compile cost is paid once per installation); otherwise an equivalent
-NumPy implementation (sparse x dense products, batched Cholesky) is used.
-Both consume the same random numbers, so they give the same draws up to
-floating-point rounding.
+so the compile cost is paid once per installation), on ``GibbsPMF(threads=N)``
+threads; otherwise an equivalent NumPy implementation (sparse x dense
+products, batched Cholesky) is used.  The noise :math:`\varepsilon_i` of
+steps 1-3 is counter-based (Philox4x32-10 keyed by chain, sweep, side and row:
+:mod:`~bayes_mf.gibbs.counter`), so both families, and any number of threads,
+consume the same random numbers: the same draws up to floating-point
+rounding between the families, bit for bit between thread counts.
 
 Identifiability: :math:`U, V` are identified only up to rotation; diagnose
 ``sigma``, ``mu``, biases, prior scales and ``pred_check`` (the mean rating of
@@ -114,11 +117,12 @@ factors.
 
 Where things live
 -----------------
-``kernels`` (compiled and NumPy twins of the per-row loops) · ``layout``
-(observations by side, feature matrices) · ``inputs`` (options checked, feature
-tables to matrices) · ``priors`` (hyperparameter conditionals) · ``moves``
-(exact ridge moves) · ``effects`` (rating-level time effects) · ``timefit``
-(their timestamps and posterior for prediction) · ``chain`` (state, sweep, a
+``kernels`` (compiled and NumPy twins of the per-row loops) · ``counter``
+(counter-based normals) · ``layout`` (observations by side, feature matrices) ·
+``inputs`` (options checked, feature tables to matrices) · ``priors``
+(hyperparameter conditionals) · ``moves`` (exact ridge moves) · ``effects``
+(rating-level time effects) · ``timefit`` (their timestamps and posterior for
+prediction) · ``chain`` (state, sweep, a
 run of sweeps) · ``parallel`` (in-process or worker processes) ·
 ``schedule`` (fixed length or rounds until converged) · ``estimator``
 (:class:`GibbsPMF`) · ``simulate`` (data drawn from the exact prior) ·

@@ -1,10 +1,15 @@
 """One Gibbs chain: its state, the sweep that moves it, and a run of sweeps.
 
-A chain's state (:class:`ChainState`, random generator included) is a plain
-picklable object, so a run can stop after any number of sweeps and go on
-later, in this process or a worker, with exactly the numbers an unbroken run
-would give.  That is what lets :class:`~bayes_mf.gibbs.GibbsPMF` sample in
-rounds until the diagnostics pass.
+A chain's state (:class:`ChainState`, random generator, Philox key and sweep
+counter included) is a plain picklable object, so a run can stop after any
+number of sweeps and go on later, in this process or a worker, with exactly
+the numbers an unbroken run would give.  That is what lets
+:class:`~bayes_mf.gibbs.GibbsPMF` sample in rounds until the diagnostics pass.
+
+The per-row noise of the side and feature steps comes from
+:mod:`~bayes_mf.gibbs.counter` (keyed by chain, sweep, side and row, so any
+number of threads draws the same numbers); the few other draws
+(hyper-parameters, moves, mu, tau) come from the generator, on the calling thread.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels, ordinal, ordinal_kernels
+from .counter import STREAMS, chain_key, normals
 from .effects import Effects, initial_effects
 from .layout import _Features, _Side
 from .moves import (
@@ -50,6 +56,7 @@ class _Settings:
     moves: bool = True
     factor_means: bool = True
     likelihood: str = "gaussian"  # "ordinal": ordered probit on the problem's "codes" (gibbs.ordinal)
+    threads: int = 1
 
 
 @dataclass
@@ -68,6 +75,8 @@ class ChainState:
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
     effects: object = None  # rating-level effects (gibbs.effects.EffectState) or None
     ordinal: object = None  # ordinal.OrdinalState of the cut-points (likelihood="ordinal")
+    key: np.ndarray = None  # Philox key (two uint32 words) of the counter-based normals
+    sweep: int = 0  # sweeps done: the counter that keys each sweep's normals
 
 
 def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
@@ -78,6 +87,7 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     mean and noise and prior precisions jittered around the data's moments
     by far more than their posterior spread.
     """
+    seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     rng = np.random.default_rng(seed)
     rating = problem["rating"]
     k, ub = st.n_factors, int(st.biases)
@@ -105,7 +115,7 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
                       Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
-                      effects=initial_effects(problem, rng, sd), ordinal=cuts)
+                      effects=initial_effects(problem, rng, sd), ordinal=cuts, key=chain_key(seed))
 
 
 class Sweeper:
@@ -125,13 +135,17 @@ class Sweeper:
         self.k = st.n_factors
         self.ub = int(st.biases)
         self.d = self.k + self.ub
-        self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"]),
-                   "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"])}
+        self.use_numba = st.backend == "numba"
+        # the compiled kernels need no SideIndex (layout._Side), unless the response changes from sweep
+        # to sweep (set_response): its new values are put in each side's order through the index
+        compact = self.use_numba and not (self.ordinal or problem.get("effects"))
+        self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"],
+                                 compact),
+                   "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"],
+                                 compact)}
         self.counts = {s: np.diff(self.by[s].indptr).astype(np.float64) for s in SIDES}
         self.feats = {s: (_Features(*problem[f"{s}_features"]) if problem.get(f"{s}_features") else None)
                       for s in SIDES}
-        self.use_numba = st.backend == "numba"
-        self.resid_fn = kernels._residual_numba if self.use_numba else kernels._residual_numpy
         self.G_store = {s: (np.empty((len(self.counts[s]), self.d, self.d)) if self.feats[s] is not None
                             else np.empty((1, 1, 1))) for s in SIDES}
         self.h_store = {s: (np.empty((len(self.counts[s]), self.d)) if self.feats[s] is not None
@@ -192,8 +206,9 @@ class Sweeper:
         pm[:] = m
         if f is not None:
             pm += f.A @ s.W[side]
-        z = s.rng.standard_normal(X.shape)
-        zf = s.rng.standard_normal(s.W[side].shape) if f is not None else None
+        z = normals(s.key, STREAMS[side], s.sweep, X.shape[0], X.shape[1], backend=self.st.backend)
+        zf = (normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
+              if f is not None else None)
         store = f is not None
         other_F = np.ascontiguousarray(other[:, :k])
         other_b = np.ascontiguousarray(other[:, k]) if self.ub else np.zeros(other.shape[0])
@@ -225,8 +240,7 @@ class Sweeper:
         Uf, Vf = np.ascontiguousarray(Xu[:, :k]), np.ascontiguousarray(Xv[:, :k])
         bu = np.ascontiguousarray(Xu[:, k]) if self.ub else np.zeros(1)
         bv = np.ascontiguousarray(Xv[:, k]) if self.ub else np.zeros(1)
-        s1, s2 = self.resid_fn(self.user, self.item, self.rating, s.mu, Uf, Vf, bu, bv, self.ub,
-                               self.resid["user"], self.resid["item"])
+        s1, s2 = self._residuals(s.mu, Uf, Vf, bu, bv)
         n = self.n_obs
         if self.st.global_mean:
             prec = s.tau * n + MU_PRIOR_PREC
@@ -240,6 +254,16 @@ class Sweeper:
             a0, b0 = self.st.gamma_prior
             s.tau = _gamma_precision(s.rng, a0, b0, s2, n)
         return s2
+
+    def _residuals(self, mu: float, Uf, Vf, bu, bv) -> tuple[float, float]:
+        """Sum and sum of squares of the residuals at ``mu``; per-row sums into ``self.resid``."""
+        if self.use_numba:
+            bu = bu if self.ub else np.zeros(Uf.shape[0])
+            bv = bv if self.ub else np.zeros(Vf.shape[0])
+            return kernels._residual_numba(self.by["user"], self.by["item"], mu, Uf, Vf, bu, bv, self.ub,
+                                           self.resid["user"], self.resid["item"])
+        return kernels._residual_numpy(self.user, self.item, self.rating, mu, Uf, Vf, bu, bv,
+                                       self.ub, self.resid["user"], self.resid["item"])
 
     def hyper(self, s: ChainState, own: dict) -> None:
         """Draw the prior precisions (and BPMF's factor means) given the own parts (step 5)."""
@@ -383,26 +407,40 @@ class Sweeper:
             # only the other side's sums (read by its move next) need one
             s2 = s2 - 2.0 * delta * B + delta * delta * A
             if side == "user":
-                self.resid["item"] -= delta * np.bincount(self.item, weights=b[self.user],
-                                                          minlength=self.resid["item"].size)
+                self.resid["item"] -= delta * self._rated_sum("item", b)
             s.X[side][:, k] += delta * b
             own[side][:, k] += delta * b
             s.lam_b[side] /= (1.0 + delta) ** 2
         return s2
 
+    def _rated_sum(self, side: str, b: np.ndarray) -> np.ndarray:
+        """Per row of ``side``: the sum of ``b`` over the other side's rows it has ratings with."""
+        if self.use_numba:
+            by, out = self.by[side], np.empty(len(self.counts[side]))
+            kernels._gather_sum(by.indptr, by.cols, b, out, kernels.row_chunks(by.indptr))
+            return out
+        rows, cols = (self.item, self.user) if side == "item" else (self.user, self.item)
+        return np.bincount(rows, weights=b[cols], minlength=len(self.counts[side]))
+
     def sweep(self, s: ChainState) -> float:
-        """One full sweep; returns the residual sum of squares of the new state."""
-        if self.ordinal:
-            self.ordinal_step(s)
-        own = {side: self.side_step(s, side) for side in SIDES}
-        if self.effects is not None:
-            self.effects.step(self, s)
-        s2 = self.noise_and_mean(s)
-        self.hyper(s, own)
-        if self.effects is not None:
-            self.effects.hyper(s)
-        if self.st.moves:
-            s2 = self.moves(s, own, s2)
+        """One full sweep; returns the residual sum of squares of the new state.
+
+        The compiled kernels run on ``st.threads`` threads during the sweep;
+        the sweep counter of ``s`` (which keys its normals) moves on by one.
+        """
+        with kernels.numba_threads(self.st.threads if self.use_numba else None):
+            if self.ordinal:
+                self.ordinal_step(s)
+            own = {side: self.side_step(s, side) for side in SIDES}
+            if self.effects is not None:
+                self.effects.step(self, s)
+            s2 = self.noise_and_mean(s)
+            self.hyper(s, own)
+            if self.effects is not None:
+                self.effects.hyper(s)
+            if self.st.moves:
+                s2 = self.moves(s, own, s2)
+        s.sweep += 1
         return s2
 
 
@@ -460,18 +498,20 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
 
 
 def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: int = 0, thin: int = 1,
-              progress: str | None = None) -> tuple[ChainState, dict]:
+              progress: str | None = None, sweeper: Sweeper | None = None) -> tuple[ChainState, dict]:
     """Run ``n_sweeps`` sweeps from ``state`` (a seed starts a new chain from :func:`initial_state`).
 
     The first ``burn_in`` sweeps are not kept; after them every ``thin``-th
     sweep is.  Returns the new state and the kept draws (a dict of arrays
     with a leading draw axis, plus ``loop_seconds`` and the running sums
     ``U_sum``/``V_sum`` of the factors over the kept draws).  A top-level
-    function, so that worker processes can run it.
+    function, so that worker processes can run it.  ``sweeper``: a ready
+    :class:`Sweeper` of ``problem`` to reuse (the Dask backend's, whose
+    ratings already sit on the workers); by default one is built here.
     """
     if not isinstance(state, ChainState):
         state = initial_state(problem, st, state)
-    sw = Sweeper(problem, st)
+    sw = Sweeper(problem, st) if sweeper is None else sweeper
     if sw.effects is not None:
         sw.effects.sync(sw, state)  # the response of a resumed chain holds its effects
     n_keep = max(0, (n_sweeps - burn_in) // thin)

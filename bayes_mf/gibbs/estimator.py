@@ -11,14 +11,14 @@ import numpy as np
 from .._util import interactive
 from ..base import BayesianEstimator, _in_units
 from ..data import Ratings
-from ..diagnostics import IDENTIFIABLE, ConvergenceWarning, convergence_message, convergence_table
-from . import kernels, timefit
+from ..diagnostics import ConvergenceWarning, convergence_message
+from . import kernels, output, timefit
 from .chain import _Settings
 from .inputs import TIME_EFFECTS, check_params, factor_means_on, feature_block, lengths
 from .ordinal_predict import OrdinalMixin
 from .parallel import ChainRunner, _warm_up, n_processes
 from .schedule import Plan, Sampled, budget_advice, sample
-from .timefit import need_timestamps
+from .timefit import TimeEffectsMixin, need_timestamps
 
 __all__ = ["GibbsPMF"]
 
@@ -30,7 +30,7 @@ _MAX_FACTOR_BYTES = 1e9  # stored U, V draws of a run until converged
 _DEPRECATED = "deprecated"
 
 
-class GibbsPMF(OrdinalMixin, BayesianEstimator):
+class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
     r"""Blocked Gibbs sampler for PMF / BPMF with biases and implicit feedback.
 
     The maths (model, priors, the exact conditional of every block) is in the
@@ -135,14 +135,31 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
         ``np.random.SeedSequence(random_seed)``, so results do not depend on ``cores``.
     cores : int or None
         Worker processes for the chains; 1 runs them in this process.
-        ``None``: ``min(chains, os.cpu_count())`` processes when the work is
+        ``None``: ``min(chains, os.cpu_count() // threads)`` processes when the work is
         large enough to repay their start-up (seconds): with ``draws``
         given, at least 5e7 rating-sweeps per chain; with ``draws=None``,
         at least 5 000 ratings.  Else in this process.  The draws are the
         same either way.  From a script, guard the fit with
         ``if __name__ == "__main__":`` (workers re-import the main module).
-    backend : {"auto", "numba", "numpy"}
+    backend : {"auto", "numba", "numpy", "dask"}
         Kernel family; ``"auto"`` uses numba when it is importable.
+        ``"dask"``: the compiled kernels on the workers of a
+        ``dask.distributed`` cluster, the ratings partitioned by user and by
+        item across them (:mod:`bayes_mf.gibbs.distributed`); the same
+        numbers as ``"numba"`` for the same seed.  Not yet with ``implicit``
+        or side features; chains run one after another.
+    client : None, str or distributed.Client
+        With ``backend="dask"``: the client (e.g. on a ``LocalCluster``), a
+        scheduler address, or ``None`` for the default client of this
+        process.  Only an address is saved by :func:`bayes_mf.io.save`.
+    threads : int or None
+        Threads of the compiled per-row loops within each chain (numba
+        ``prange``; capped at numba's ``NUMBA_NUM_THREADS``).  ``None`` or 1:
+        one.  The draws are bit-identical for any number: per-row noise
+        comes from a counter-based generator keyed by (seed, chain, sweep,
+        side, row) (:mod:`bayes_mf.gibbs.counter`) and every sum over rows
+        runs in a fixed order.  The NumPy backend runs on one thread.  With
+        worker processes (``cores``) every chain uses this many threads.
     store_factors : bool
         Keep U and V of every kept draw (needed by ``predict``).  Memory:
         chains x draws x (n_users + n_items) x k floats; with ``False``
@@ -233,6 +250,8 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
         chains: int = 4,
         cores: int | None = None,
         backend: str = "auto",
+        threads: int | None = 1,
+        client=None,
         store_factors: bool = True,
         n_check: int = 50,
         init_scale: float = 0.1,
@@ -269,6 +288,8 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
         self.chains = chains
         self.cores = cores
         self.backend = backend
+        self.threads = threads
+        self.client = client
         self.store_factors = store_factors
         self.n_check = n_check
         self.init_scale = init_scale
@@ -352,6 +373,7 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
             gamma_prior=tuple(float(x) for x in self.gamma_prior), init_scale=float(self.init_scale),
             backend=backend, store_factors=bool(self.store_factors), moves=bool(self.moves),
             factor_means=factor_means_on(self), likelihood=self.likelihood,
+            threads=int(self.threads or 1),
         )
 
     def _problem(self, r: Ratings) -> tuple[dict, np.ndarray]:
@@ -367,8 +389,9 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
         n_check = min(int(self.n_check), len(r))
         check = np.sort(check_rng.choice(len(r), size=n_check, replace=False))
         problem = {
-            "user": np.ascontiguousarray(r.user, dtype=np.int64),
-            "item": np.ascontiguousarray(r.item, dtype=np.int64),
+            # int32 codes as Ratings holds them: no copy (at 100 M ratings, int64 copies cost 1.6 GB)
+            "user": np.ascontiguousarray(r.user, dtype=np.int32),
+            "item": np.ascontiguousarray(r.item, dtype=np.int32),
             "rating": np.ascontiguousarray(r.rating, dtype=np.float64),
             "n_users": r.n_users, "n_items": r.n_items,
             "check_user": r.user[check].astype(np.int64), "check_item": r.item[check].astype(np.int64),
@@ -401,15 +424,22 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
         self._draws, self._tune = self._lengths()
         self._check_params()
         backend = self._resolved_backend()
-        self.compile_seconds_ = _warm_up() if backend == "numba" else 0.0
+        self.compile_seconds_ = _warm_up() if backend in ("numba", "dask") else 0.0
         st = self._settings(backend, r)
         problem, check = self._problem(r)
         plan = self._plan(r)
         seeds = np.random.SeedSequence(self.random_seed).spawn(int(self.chains))
-        cores = n_processes(self.chains, self.cores, len(r), len(_IMPLICIT[self.implicit]), plan)
+        cores = n_processes(self.chains, self.cores, len(r), len(_IMPLICIT[self.implicit]), plan,
+                            st.threads if backend == "numba" else 1)
         progressbar = interactive() if self.progressbar is None else bool(self.progressbar)
         t0 = time.perf_counter()
-        with ChainRunner(problem, st, cores, progressbar) as runner:
+        if backend == "dask":
+            from .distributed import DaskRunner
+
+            runner = DaskRunner(problem, st, self.client, progressbar)
+        else:
+            runner = ChainRunner(problem, st, cores, progressbar)
+        with runner:
             res = sample(runner, seeds, plan, self._diagnose)
         elapsed = time.perf_counter() - t0
         self.n_sweeps_ = int(res.sweeps)
@@ -425,55 +455,24 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
                                     budget_advice(plan, res)),
                 ConvergenceWarning, stacklevel=4)
 
-    def _diagnose(self, draws: list):
-        """The diagnostics table of the identifiable set, from the chains' draws so far."""
-        import xarray as xr
+    def __sklearn_clone__(self):
+        """A clone sharing the same ``distributed.Client`` (one cannot be deep-copied: it holds tasks)."""
+        client = self.client
+        if client is None or isinstance(client, str):
+            return super().__sklearn_clone__()
+        self.client = None
+        try:
+            new = super().__sklearn_clone__()
+        finally:
+            self.client = client
+        new.client = client
+        return new
 
-        names = [v for v in IDENTIFIABLE if v in draws[0]]
-        ds = xr.Dataset({v: (("chain", "draw") + tuple(f"{v}_dim_{i}" for i in range(draws[0][v].ndim - 1)),
-                             np.stack([d[v] for d in draws])) for v in names})
-        return convergence_table(ds, names, rhat_max=float(self.target_rhat), ess_min=float(self.target_ess))
+    def _diagnose(self, draws: list):
+        return output.diagnose(draws, float(self.target_rhat), float(self.target_ess))
 
     def _build(self, res: Sampled, r, problem, check, st, elapsed, plan: Plan):
-        from ..results import build_result
-
-        results = res.draws
-        stacked = {name: np.stack([d[name] for d in results]) for name in results[0]}
-        sample_stats = {"train_rmse": stacked.pop("train_rmse")}
-        extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
-                      "time_item": ["time_item_level"], "time_user": ["time_user_level"],
-                      "cutpoints": ["cutpoint"]}
-        model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
-        extras = [e for e, on in (("biases", st.biases), (f"implicit={self.implicit}", bool(
-            _IMPLICIT[self.implicit]))) if on]
-        for side in ("user", "item"):
-            if problem[f"{side}_features"] is not None and self._side_features[side] is not None:
-                extras.append(f"{side} features")
-        if self._time_code is not None:
-            extras.append(f"time effects ({self.time_effects})")
-        if extras:
-            model += " + " + ", ".join(extras)
-        model, attrs = self._likelihood_label(model)
-        n_kept = int(stacked["sigma"].shape[1])
-        dt = build_result(
-            stacked, r, method="gibbs", model=model, n_factors=st.n_factors, random_seed=self.random_seed,
-            fit_seconds=elapsed, sample_stats=sample_stats, extra_dims=extra_dims, scale=self.scale_,
-            attrs={"prior": st.prior, "backend": st.backend, "chains": len(results),
-                   "n_samples": n_kept, "burn_in": res.burn_in, "thin": res.thin,
-                   "sweeps_per_chain": res.sweeps, "rounds": res.rounds, "stopped": res.stopped,
-                   "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
-                   "moves": int(st.moves),
-                   "noise": ("learned" if st.sigma is None else "fixed 1 (latent)" if self._ordinal
-                             else f"fixed {float(self.sigma):g}"), **attrs,
-                   "implicit": str(self.implicit), "store_factors": int(st.store_factors),
-                   "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
-                                   "covariance (used for unseen ids; prior mean ignored)"},
-            check=check, predictive=self._time_code is None and not self._ordinal,
-        )
-        if self._time_code is not None:
-            dt.attrs["time_effects"] = str(self.time_effects)
-            dt.attrs["time_bins"] = int(self.time_bins)
-        return dt
+        return output.build(self, res, r, problem, check, st, elapsed)
 
     def _to_rating_units(self, unit: float, r: Ratings) -> None:
         from ..results import UNIT_POWERS
@@ -494,23 +493,3 @@ class GibbsPMF(OrdinalMixin, BayesianEstimator):
                              "kept, so the posterior predictive is unavailable (U_mean_/V_mean_ hold "
                              "the posterior means); refit with store_factors=True")
         return super()._predict_codes(ucode, icode, **kw)
-
-    def _encode(self, pairs, unseen):
-        out = super()._encode(pairs, unseen)
-        if getattr(self, "time_coding_", None) is not None:
-            # predict() filters the pairs by `keep` before _pair_offset sees their codes
-            self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
-        return out
-
-    def _pair_offset(self, ucode, icode, draws):
-        """The time effects of the pairs being predicted, per draw of ``draws`` (None without them)."""
-        if getattr(self, "time_coding_", None) is None:
-            return None
-        t, self._pred_time = getattr(self, "_pred_time", None), None  # used once: never a stale time
-        if t is None or len(t) != len(ucode):
-            raise ValueError("time_effects is on: predict the pairs with their timestamps through predict() "
-                             "or predict_draws() (a 'timestamp' column or Ratings.meta['timestamp'])")
-        S = self.draws_.n_draws
-        # the draws predict() uses: all, or the evenly spaced subset PosteriorDraws.thin takes
-        index = None if draws.n_draws == S else np.linspace(0, S - 1, draws.n_draws).round().astype(int)
-        return timefit.offset_function(self.time_coding_, self.result_["posterior"], ucode, icode, t, index)

@@ -106,6 +106,8 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
     integer("n_check", 0)
     if est.cores is not None:
         integer("cores", 1)
+    if est.threads is not None:
+        integer("threads", 1)
     if est.prior not in priors:
         raise ValueError(f"prior must be one of {priors}, got {est.prior!r}")
     if est.factor_means not in (True, False, None):
@@ -113,10 +115,17 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
     if not isinstance(est.implicit, (bool, str, type(None))) or est.implicit not in implicit:
         raise ValueError(
             f"implicit must be False, True, 'user', 'item' or 'both', got {est.implicit!r}")
-    if est.backend not in ("auto", "numba", "numpy"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {est.backend!r}")
-    if est.backend == "numba" and not kernels.HAVE_NUMBA:
-        raise ValueError("backend='numba' but numba is not installed; use backend='auto' or 'numpy'")
+    if est.backend not in ("auto", "numba", "numpy", "dask"):
+        raise ValueError(f"backend must be 'auto', 'numba', 'numpy' or 'dask', got {est.backend!r}")
+    if est.backend in ("numba", "dask") and not kernels.HAVE_NUMBA:
+        raise ValueError(f"backend={est.backend!r} but numba is not installed; use backend='auto' "
+                         "or 'numpy'")
+    if est.client is not None and est.backend != "dask":
+        raise ValueError(f"client is used only with backend='dask', got backend={est.backend!r}")
+    if est.backend == "dask" and (implicit[est.implicit] or est.side_features or est.time_effects
+                                  or est.likelihood != "gaussian"):
+        raise ValueError("backend='dask' does not support implicit feedback, side features, time effects "
+                         "or the ordinal likelihood yet; use backend='numba'")
     positive("sigma", allow_none=True)
     if isinstance(est.target_rhat, bool) or not (isinstance(est.target_rhat, (int, float))
                                                   and est.target_rhat > 1.0):

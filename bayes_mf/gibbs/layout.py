@@ -9,15 +9,41 @@ from .._util import SideIndex
 
 
 class _Side:
-    """Observations grouped by one side, in the layouts both kernel families need."""
+    """Observations grouped by one side: CSR arrays ``indptr, cols, vals`` (+ ``index`` for NumPy).
 
-    def __init__(self, rows, cols, vals, n_rows, n_cols):
-        self.index = SideIndex(rows, cols, n_rows, n_cols)
-        self.indptr = self.index.indptr
-        self.cols = self.index.indices
-        self.vals = np.ascontiguousarray(vals[self.index.order], dtype=np.float64)
+    The NumPy kernels need the :class:`~bayes_mf._util.SideIndex` (its
+    ``order`` array, int64 per rating, feeds scipy's sparse products).  The
+    compiled kernels only read the CSR arrays: with ``compact=True`` they
+    are built by a counting sort (no int64 order array, at no time), ``cols``
+    is int32, and where the ratings already come sorted by this side the
+    given arrays are used as they are (no copy) -- at 100 M ratings each
+    saving is 0.4-1.2 GB.
+    """
+
+    def __init__(self, rows, cols, vals, n_rows, n_cols, compact: bool = False):
         self.cols_obs = cols
         self.vals_obs = vals
+        if not compact:
+            self.index = SideIndex(rows, cols, n_rows, n_cols)
+            self.indptr = self.index.indptr
+            self.cols = self.index.indices
+            self.vals = np.ascontiguousarray(vals[self.index.order], dtype=np.float64)
+            return
+        from . import kernels
+
+        self.index = None
+        counts = np.bincount(rows, minlength=n_rows)
+        self.indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.indptr[1:])
+        cols_dtype = np.int32 if n_cols < 2**31 else np.int64
+        if kernels._is_sorted(rows):
+            self.cols = np.ascontiguousarray(cols, dtype=cols_dtype)
+            self.vals = np.ascontiguousarray(vals, dtype=np.float64)
+        else:
+            self.cols = np.empty(rows.shape[0], dtype=cols_dtype)
+            self.vals = np.empty(rows.shape[0], dtype=np.float64)
+            kernels._group_by_rows(rows, cols, np.ascontiguousarray(vals, dtype=np.float64), self.indptr,
+                                   self.cols, self.vals)
 
     def set_vals(self, vals) -> None:
         """New values of the same observations (the working response of :mod:`bayes_mf.gibbs.effects`)."""
@@ -50,3 +76,4 @@ def _implicit_matrix(rows, cols, n_rows, n_cols) -> sp.csr_matrix:
     A = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
     A.sum_duplicates()
     return A
+

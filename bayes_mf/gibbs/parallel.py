@@ -26,8 +26,13 @@ _PARALLEL_MIN_WORK = 5e7  # rating-sweeps per chain above which cores=None uses 
 _PARALLEL_MIN_RATINGS = 5_000
 
 
-def n_processes(chains: int, cores: int | None, n_obs: int, implicit_sides: int, plan) -> int:
-    """How many processes run the chains: ``cores`` if given, else as many as pay for their start."""
+def n_processes(chains: int, cores: int | None, n_obs: int, implicit_sides: int, plan,
+                threads: int = 1) -> int:
+    """How many processes run the chains: ``cores`` if given, else as many as pay for their start.
+
+    With ``cores=None`` each process counts for its ``threads`` threads, so
+    that processes x threads stays within the machine's cores.
+    """
     chains = int(chains)
     if cores is not None:
         return min(int(cores), chains)
@@ -37,7 +42,7 @@ def n_processes(chains: int, cores: int | None, n_obs: int, implicit_sides: int,
         return 1
     if plan.n_samples is None and n_obs < _PARALLEL_MIN_RATINGS:
         return 1
-    return min(chains, os.cpu_count() or 1)
+    return max(1, min(chains, (os.cpu_count() or 1) // max(1, int(threads))))
 
 
 class MainGuardWarning(UserWarning):
@@ -167,8 +172,9 @@ def _warm_up() -> float:
         return 0.0
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
-    user = np.array([0, 0, 1], dtype=np.int64)
-    item = np.array([0, 1, 1], dtype=np.int64)
+    # int32 codes (as GibbsPMF passes them), neither side sorted: the grouping kernel compiles too
+    user = np.array([0, 1, 0], dtype=np.int32)
+    item = np.array([1, 1, 0], dtype=np.int32)
     rating = rng.standard_normal(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

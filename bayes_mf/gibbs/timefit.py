@@ -96,3 +96,27 @@ def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
         return out
 
     return f
+
+
+class TimeEffectsMixin:
+    """Prediction with time effects: the pairs' timestamps, and their effects per draw."""
+
+    def _encode(self, pairs, unseen):
+        out = super()._encode(pairs, unseen)
+        if getattr(self, "time_coding_", None) is not None:
+            # predict() filters the pairs by `keep` before _pair_offset sees their codes
+            self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
+        return out
+
+    def _pair_offset(self, ucode, icode, draws):
+        """The time effects of the pairs being predicted, per draw of ``draws`` (None without them)."""
+        if getattr(self, "time_coding_", None) is None:
+            return None
+        t, self._pred_time = getattr(self, "_pred_time", None), None  # used once: never a stale time
+        if t is None or len(t) != len(ucode):
+            raise ValueError("time_effects is on: predict the pairs with their timestamps through predict() "
+                             "or predict_draws() (a 'timestamp' column or Ratings.meta['timestamp'])")
+        S = self.draws_.n_draws
+        # the draws predict() uses: all, or the evenly spaced subset PosteriorDraws.thin takes
+        index = None if draws.n_draws == S else np.linspace(0, S - 1, draws.n_draws).round().astype(int)
+        return offset_function(self.time_coding_, self.result_["posterior"], ucode, icode, t, index)
