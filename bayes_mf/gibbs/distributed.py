@@ -97,7 +97,8 @@ def _bounds(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
 
 
 # ----------------------------------------------------------------- worker tasks (top level: picklable)
-def _side_task(part: _Part, other_F, other_b, mu, use_bias, P, m, tau, key, stream, sweep, threads):
+def _side_task(part: _Part, other_F, other_b, mu, use_bias, P, m, tau, key, stream, sweep, threads,
+               current, alpha):
     """One partition's side step (kernels._side_step_numba); returns (ok, new rows)."""
     d = other_F.shape[1] + use_bias
     n = part.n_rows
@@ -105,10 +106,10 @@ def _side_task(part: _Part, other_F, other_b, mu, use_bias, P, m, tau, key, stre
     pm[:] = m
     # the normals of these rows by their global index: the numbers the single process draws for them
     z = normals(key, stream, sweep, n, d, row0=part.row0, backend="numba")
-    out = np.empty((n, d))
+    out = np.array(current[part.row0:part.row0 + n], dtype=np.float64)  # the over-relaxation reads them
     with kernels.numba_threads(threads):
         ok = kernels._side_step_numba(part.indptr, part.cols, part.vals, other_F, other_b, mu, use_bias, P,
-                                      pm, tau, z, out, False, np.empty((1, 1, 1)), np.empty((1, 1)))
+                                      pm, tau, z, out, False, np.empty((1, 1, 1)), np.empty((1, 1)), alpha)
     return bool(ok), out
 
 
@@ -185,9 +186,9 @@ class DaskSweeper(Sweeper):
         k = self.k
         P, m = self._prior(s, side)
         other_b = other[:, k] if self.ub else np.zeros(other.shape[0])
-        F, b = self._broadcast(other[:, :k], other_b)
+        F, b, cur = self._broadcast(other[:, :k], other_b, s.X[side])
         results = self._map(side, _side_task, F, b, s.mu, self.ub, P, m, s.tau, s.key, STREAMS[side],
-                            s.sweep, self.threads)
+                            s.sweep, self.threads, cur, -self.st.overrelax)
         X = s.X[side]
         for (_, (r0, r1), _), (ok, rows) in zip(self.parts[side], results, strict=True):
             if not ok:

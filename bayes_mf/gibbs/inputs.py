@@ -108,6 +108,9 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
         integer("cores", 1)
     if est.threads is not None:
         integer("threads", 1)
+    v = est.overrelax
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0 <= v < 1:
+        raise ValueError(f"overrelax must be a number in [0, 1) (0: plain Gibbs), got {v!r}")
     if est.prior not in priors:
         raise ValueError(f"prior must be one of {priors}, got {est.prior!r}")
     if est.factor_means not in (True, False, None):

@@ -62,8 +62,15 @@ def row_chunks(indptr: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- kernels (NumPy)
-def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_store, h_store):
-    """All rows' conditional draws of one side, vectorised; see the module docstring (step 1)."""
+def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_store, h_store, x_old=None,
+                     alpha: float = 0.0):
+    """All rows' conditional draws of one side, vectorised; see the module docstring (step 1).
+
+    With ``alpha != 0`` each row is over-relaxed (Adler 1981):
+    :math:`x' = m + \\alpha (x - m) + \\sqrt{1 - \\alpha^2}\\, L^{-T} z`, with
+    :math:`x` the row's current value ``x_old`` and :math:`N(m, (LL^T)^{-1})` its
+    conditional: a reversible move that leaves the conditional invariant.
+    """
     X = np.c_[other_F, np.ones(other_F.shape[0])] if use_bias else other_F
     y = side.vals_obs - mu - (other_b[side.cols_obs] if use_bias else 0.0)
     G = side.index.gram(X) * tau
@@ -74,8 +81,11 @@ def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_stor
     G += P
     h += pm @ P
     L = np.linalg.cholesky(G)
-    w = np.linalg.solve(L, h[..., None]) + z[..., None]
-    return np.linalg.solve(np.swapaxes(L, -1, -2), w)[..., 0]
+    if alpha == 0.0:
+        w = np.linalg.solve(L, h[..., None]) + z[..., None]
+        return np.linalg.solve(np.swapaxes(L, -1, -2), w)[..., 0]
+    w = (1.0 - alpha) * np.linalg.solve(L, h[..., None]) + math.sqrt(1.0 - alpha * alpha) * z[..., None]
+    return np.linalg.solve(np.swapaxes(L, -1, -2), w)[..., 0] + alpha * x_old
 
 
 def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z):
@@ -147,8 +157,13 @@ if HAVE_NUMBA:
         return _types.void(arr, i), codegen
 
     @_jit
-    def _chol_solve_draw(G, h, z, d, out):  # pragma: no cover - compiled
-        """In place: G <- L (lower), out <- L^-T (L^-1 h + z); False if G is not PD."""
+    def _chol_solve_draw(G, h, z, d, out, alpha, w):  # pragma: no cover - compiled
+        """In place: G <- L (lower), out <- L^-T (L^-1 h + z); False if G is not PD.
+
+        With ``alpha != 0`` (scratch ``w`` of length d): the over-relaxed draw
+        out <- alpha out + L^-T ((1 - alpha) L^-1 h + sqrt(1 - alpha^2) z),
+        i.e. m + alpha (out - m) + sqrt(1 - alpha^2) L^-T z.
+        """
         for j in range(d):
             s = G[j, j]
             for p in range(j):
@@ -162,6 +177,23 @@ if HAVE_NUMBA:
                 for p in range(j):
                     t -= G[i, p] * G[j, p]
                 G[i, j] = t / ljj
+        if alpha != 0.0:
+            sz = math.sqrt(1.0 - alpha * alpha)
+            for i in range(d):  # forward: L w = h
+                t = h[i]
+                for p in range(i):
+                    t -= G[i, p] * w[p]
+                w[i] = t / G[i, i]
+            for i in range(d):
+                w[i] = (1.0 - alpha) * w[i] + sz * z[i]
+            for i in range(d - 1, -1, -1):  # backward: L^T v = w
+                t = w[i]
+                for p in range(i + 1, d):
+                    t -= G[p, i] * w[p]
+                w[i] = t / G[i, i]
+            for i in range(d):
+                out[i] = alpha * out[i] + w[i]
+            return True
         for i in range(d):  # forward: L w = h
             t = h[i]
             for p in range(i):
@@ -178,7 +210,7 @@ if HAVE_NUMBA:
 
     @_jit_par
     def _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z,
-                       out, store, G_store, h_store, bounds, packed):  # pragma: no cover - compiled
+                       out, store, G_store, h_store, bounds, packed, alpha):  # pragma: no cover - compiled
         n_other, k = other_F.shape
         d = k + use_bias
         nt = d * (d + 1) // 2
@@ -208,6 +240,7 @@ if HAVE_NUMBA:
             Gp = np.empty(nt)  # scratch per chunk: each thread its own
             G = np.empty((d, d))
             h = np.empty(d)
+            w = np.empty(d)
             for r in range(bounds[ch], bounds[ch + 1]):
                 Gp[:] = 0.0
                 h[:] = 0.0
@@ -254,7 +287,7 @@ if HAVE_NUMBA:
                     h[a] += t
                     for b in range(a + 1):
                         G[a, b] += P[a, b]
-                if not _chol_solve_draw(G, h, z[r], d, out[r]):
+                if not _chol_solve_draw(G, h, z[r], d, out[r], alpha, w):
                     ok[ch] = False
         return ok.all()
 
@@ -286,7 +319,7 @@ if HAVE_NUMBA:
                         t -= gpr * rest[r]
                         Q[p, r] += aa * gpr
                     q[p] += a * t
-            ok &= _chol_solve_draw(Q, q, z[l], d, new)
+            ok &= _chol_solve_draw(Q, q, z[l], d, new, 0.0, new)  # no over-relaxation: plain draw
             for n in range(f_indptr[l], f_indptr[l + 1]):
                 i = f_rows[n]
                 a = f_vals[n]
@@ -361,12 +394,13 @@ if HAVE_NUMBA:
 
 
 def _side_step_numba(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
-                     G_store, h_store):
-    """Compiled twin of :func:`_side_step_numpy`: draws into ``out``; False if a precision is not PD."""
+                     G_store, h_store, alpha: float = 0.0):
+    """Compiled twin of :func:`_side_step_numpy`: draws into ``out`` (which holds the current rows,
+    read by the over-relaxation ``alpha``); False if a precision is not PD."""
     d = other_F.shape[1] + use_bias
     packed = other_F.shape[0] * d * (d + 1) * 4 <= _PACKED_MAX_BYTES
     return _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
-                          G_store, h_store, row_chunks(indptr), packed)
+                          G_store, h_store, row_chunks(indptr), packed, float(alpha))
 
 
 def _residual_numba(by_user, by_item, mu, U, V, ub, vb, use_bias, ru, ri):

@@ -7,6 +7,9 @@ import scipy.sparse as sp
 
 from .._util import SideIndex
 
+#: the two sides of the ratings matrix, in sweep order
+SIDES = ("user", "item")
+
 
 class _Side:
     """Observations grouped by one side: CSR arrays ``indptr, cols, vals`` (+ ``index`` for NumPy).
