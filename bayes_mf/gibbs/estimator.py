@@ -46,16 +46,10 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         ``sigma_u``/``sigma_v``/``sigma_bias``.
     factor_means : bool or None
         ``prior="bpmf"`` only: learn the factor means :math:`\mu_U, \mu_V`
-        (Normal-Wishart, Salakhutdinov & Mnih 2008; the default, ``True``)
-        or fix them at 0 (Wishart on :math:`\Lambda` alone).  With biases the
-        means are redundant with the biases and :math:`\mu` (the ridge the
-        translation moves cross).  On MovieLens u1 fixing them mixed
-        :math:`\mu`, :math:`\sigma_c` and the biases 1.7-3.6 times faster per
-        sweep but the predictions of the check pairs 7 times slower, and
-        predicted worse (RMSE 0.9093 against 0.9058;
-        ``benchmarks/bench_mixing.py --vary factor_means --sweeps 2000``).
-        ``None``: learned only without biases (the choice of
-        :class:`~bayes_mf.PMF`).
+        (Normal-Wishart, the default) or fix them at 0 (Wishart on
+        :math:`\Lambda` alone; with biases the means duplicate them and
+        :math:`\mu`).  ``None``: learned only without biases.  On u1 fixing
+        them predicted worse (README, ``bench_mixing.py --vary factor_means``).
     biases : bool
         User and item offsets :math:`b_i, c_j`.
     global_mean : bool
@@ -131,14 +125,11 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         (they change how fast the chains mix, not what they sample).  Off
         only to study the plain blocked sampler.
     overrelax : float in [0, 1)
-        Over-relaxation of every user's and item's row draw (Adler 1981;
-        Neal 1998): :math:`x' = m + \alpha(x - m) + \sqrt{1-\alpha^2}\,
-        L^{-T}z` with :math:`\alpha` = ``-overrelax`` and :math:`N(m, (LL^T)^{-1})`
-        the row's conditional, which it leaves invariant.  Anti-correlated
-        successive rows cut the random walk of the factors, and with it of the
-        heavy users' biases: on MovieLens u1 the worst effective draws per
-        sweep rose 0.0059 -> 0.0337 at the same cost
-        (``benchmarks/bench_mixing.py --vary overrelax``).  0 is plain Gibbs.
+        Over-relaxed row draws (Adler 1981): :math:`x' = m + \alpha(x - m) +
+        \sqrt{1-\alpha^2}\,L^{-T}z`, :math:`\alpha` = ``-overrelax``, exact for
+        the row's conditional :math:`N(m, (LL^T)^{-1})`; it cuts the factors'
+        random walk and the heavy users' biases with it (u1: worst ESS per sweep
+        0.0059 -> 0.0337, ``bench_mixing.py --vary overrelax``).  0: plain Gibbs.
     chains : int
         Independent chains; chain ``c`` uses child ``c`` of
         ``np.random.SeedSequence(random_seed)``, so results do not depend on ``cores``.
