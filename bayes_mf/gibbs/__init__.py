@@ -65,7 +65,11 @@ One sweep draws, in turn,
    All users at once: the sufficient statistics are gathered over the observed
    triplets (never a dense matrix) and each draw is one :math:`d\times d`
    Cholesky factorisation :math:`\Lambda_i = LL^\top` and
-   :math:`x_i = L^{-\top}(L^{-1}h_i + \varepsilon_i)`, :math:`\varepsilon_i\sim N(0, I)`;
+   :math:`x_i = L^{-\top}(L^{-1}h_i + \varepsilon_i)`, :math:`\varepsilon_i\sim N(0, I)`
+   -- over-relaxed by default (``overrelax``, Adler 1981): with :math:`m_i =
+   \Lambda_i^{-1}h_i` and :math:`\alpha = -0.7`, :math:`x_i' = m_i + \alpha(x_i -
+   m_i) + \sqrt{1-\alpha^2}\,L^{-\top}\varepsilon_i`, which leaves the conditional
+   invariant and makes successive draws anti-correlated;
 2. each feature vector :math:`W_l` in turn given everything else.  With
    :math:`G_i = \tau\sum_j \xi_j\xi_j^\top`, :math:`g_i = \tau\sum_j y_{ij}\xi_j`
    (kept from step 1) and :math:`x_i^{(-l)} = x_i - A_{il}W_l`,
@@ -97,7 +101,8 @@ One sweep draws, in turn,
 Time effects (``time_effects=``, :mod:`bayes_mf.gibbs.effects`) add rating-level
 terms :math:`e_{f,g_f(n)}` (an item's time bin, a user's day) to the mean.  The
 core above then runs on the working response :math:`R - \sum_f e_f`
-(``Sweeper.set_response``, the one hook), and the sweep gains their exact
+(``Sweeper.set_offsets``; the ordinal likelihood's latent ratings come in through
+``Sweeper.set_response``), and the sweep gains their exact
 conjugate draws after step 3, their Gamma precisions in step 5, and an exact
 shift of each parent's own bias against its levels in step 6.
 
