@@ -63,6 +63,15 @@ def _gibbs_time(n_factors: int, random_seed):
     return GibbsPMF(n_factors=n_factors, implicit="both", time_effects="user", random_seed=random_seed)
 
 
+def _gibbs_full(n_factors: int, random_seed):
+    from .gibbs import GibbsPMF
+
+    # the variant that won on a validation share of u1's *training* set, never a test fold:
+    # benchmarks/bench_features.py --validation 0.1 (README, "One best model by name")
+    return GibbsPMF(n_factors=n_factors, implicit="both", side_features=True, time_effects="user",
+                    random_seed=random_seed)
+
+
 def _gibbs_ordinal(n_factors: int, random_seed):
     from .gibbs import GibbsPMF
 
@@ -109,6 +118,7 @@ METHODS: dict[str, Callable] = {
     "gibbs-implicit": _gibbs_implicit,
     "gibbs-side": _gibbs_side,
     "gibbs-time": _gibbs_time,
+    "gibbs-full": _gibbs_full,
     "gibbs-ordinal": _gibbs_ordinal,
 }
 

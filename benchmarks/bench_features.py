@@ -10,6 +10,14 @@ rank ``--rank``) on the folds ``--folds`` for a fixed number of sweeps (no
 run-until-converged: a quick comparison, not the bar run) and prints the
 posterior-mean RMSE, the coverage of the central 90 % interval and the fit
 time of each.  ``--variants`` picks among the names of ``VARIANTS``.
+
+``--validation F`` never looks at the test folds: it splits each fold's
+*training* set at random (``bayes_mf.train_test_split``, share ``F``, the
+same seed), fits on the rest and scores on that held-out share.  This is how
+the ``gibbs-full`` method of ``bayes-mf compare`` was chosen (README):
+
+    python benchmarks/bench_features.py --folds 1 --validation 0.1 --draws 300 --tune 200 \
+        --variants implicit,implicit+side,implicit+time-user,implicit+side+time-user
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
-from bayes_mf import datasets  # noqa: E402
+from bayes_mf import datasets, train_test_split  # noqa: E402
 from bayes_mf.data import UnseenIdsWarning  # noqa: E402
 from bayes_mf.diagnostics import ConvergenceWarning  # noqa: E402
 from bayes_mf.evaluate import score  # noqa: E402
@@ -54,16 +62,25 @@ def main(argv=None) -> None:
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default="default,implicit,side,implicit+side")
+    p.add_argument("--validation", type=float, default=None,
+                   help="score on this share of each fold's training set instead of its test set")
     args = p.parse_args(argv)
     folds = [int(f) for f in args.folds.split(",")]
     uf, itf = movielens_features("100k")
-    print(f"folds {folds}, rank {args.rank}, {args.chains} chains x ({args.tune} tune + {args.draws} draws)")
+    where = (f"validation: {args.validation:g} of each fold's training set" if args.validation
+             else "the folds' test sets")
+    print(f"folds {folds}, rank {args.rank}, {args.chains} chains x ({args.tune} tune + {args.draws} draws); "
+          f"scored on {where}")
     print(f"{'variant':<24} {'fold':>4} {'rmse':>7} {'cov90':>6} {'seconds':>8}")
     for name in args.variants.split(","):
         opts, side = VARIANTS[name]
         scores = []
         for fold in folds:
             train, test = datasets.movielens_fold("100k", fold)
+            if args.validation:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UnseenIdsWarning)
+                    train, test = train_test_split(train, args.validation, random_seed=args.seed)
             est = GibbsPMF(args.rank, draws=args.draws, tune=args.tune, chains=args.chains, cores=1,
                            random_seed=args.seed, progressbar=False, **opts)
             t0 = time.perf_counter()

@@ -143,3 +143,5 @@ def test_compare_methods_get_side_info_and_timestamps(movielens_dir):
     with pytest.warns(UserWarning, match="unseen"):  # u1.test has items u1.base lacks
         pred = timed.predict(test)
     assert np.isfinite(pred["mean"]).all() and len(pred) == len(test)
+    full = make_estimator("gibbs-full", 2, 0, draws=2, tune=1, chains=1)
+    assert (full.implicit, full.side_features, full.time_effects) == ("both", True, "user")
