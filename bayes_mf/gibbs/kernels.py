@@ -160,7 +160,8 @@ if HAVE_NUMBA:
     def _chol_solve_draw(G, h, z, d, out, alpha, w):  # pragma: no cover - compiled
         """In place: G <- L (lower), out <- L^-T (L^-1 h + z); False if G is not PD.
 
-        With ``alpha != 0`` (scratch ``w`` of length d): the over-relaxed draw
+        ``w`` is scratch of length d (it may be ``out`` itself when ``alpha`` is 0).
+        With ``alpha != 0``: the over-relaxed draw
         out <- alpha out + L^-T ((1 - alpha) L^-1 h + sqrt(1 - alpha^2) z),
         i.e. m + alpha (out - m) + sqrt(1 - alpha^2) L^-T z.
         """
@@ -177,35 +178,22 @@ if HAVE_NUMBA:
                 for p in range(j):
                     t -= G[i, p] * G[j, p]
                 G[i, j] = t / ljj
-        if alpha != 0.0:
-            sz = math.sqrt(1.0 - alpha * alpha)
-            for i in range(d):  # forward: L w = h
-                t = h[i]
-                for p in range(i):
-                    t -= G[i, p] * w[p]
-                w[i] = t / G[i, i]
-            for i in range(d):
-                w[i] = (1.0 - alpha) * w[i] + sz * z[i]
-            for i in range(d - 1, -1, -1):  # backward: L^T v = w
-                t = w[i]
-                for p in range(i + 1, d):
-                    t -= G[p, i] * w[p]
-                w[i] = t / G[i, i]
-            for i in range(d):
-                out[i] = alpha * out[i] + w[i]
-            return True
+        # alpha = 0 is the plain draw: (1 - 0) w + 1 z and out <- w are exact, so the same numbers
+        sz = math.sqrt(1.0 - alpha * alpha)
         for i in range(d):  # forward: L w = h
             t = h[i]
             for p in range(i):
-                t -= G[i, p] * out[p]
-            out[i] = t / G[i, i]
+                t -= G[i, p] * w[p]
+            w[i] = t / G[i, i]
         for i in range(d):
-            out[i] += z[i]
-        for i in range(d - 1, -1, -1):  # backward: L^T x = w + z
-            t = out[i]
+            w[i] = (1.0 - alpha) * w[i] + sz * z[i]
+        for i in range(d - 1, -1, -1):  # backward: L^T v = w
+            t = w[i]
             for p in range(i + 1, d):
-                t -= G[p, i] * out[p]
-            out[i] = t / G[i, i]
+                t -= G[p, i] * w[p]
+            w[i] = t / G[i, i]
+        for i in range(d):
+            out[i] = w[i] if alpha == 0.0 else alpha * out[i] + w[i]
         return True
 
     @_jit_par
@@ -319,7 +307,7 @@ if HAVE_NUMBA:
                         t -= gpr * rest[r]
                         Q[p, r] += aa * gpr
                     q[p] += a * t
-            ok &= _chol_solve_draw(Q, q, z[l], d, new, 0.0, new)  # no over-relaxation: plain draw
+            ok &= _chol_solve_draw(Q, q, z[l], d, new, 0.0, new)  # plain draw: new is its own scratch
             for n in range(f_indptr[l], f_indptr[l + 1]):
                 i = f_rows[n]
                 a = f_vals[n]
