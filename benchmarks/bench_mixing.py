@@ -4,6 +4,7 @@
     python benchmarks/bench_mixing.py --sweeps 3000 --implicit both
     python benchmarks/bench_mixing.py --vary factor_means    # BPMF means learned vs fixed at 0
     python benchmarks/bench_mixing.py --vary overrelax --values 0,0.5,0.7,0.85
+    python benchmarks/bench_mixing.py --vary interweave --implicit both --sweeps 2000
 
 Both runs use the same data, seed, chains (4, in 2 processes) and lengths (500 burn-in sweeps,
 then every sweep kept; factors not stored). For each identifiable quantity the table gives the
@@ -13,7 +14,8 @@ rotation of the factors, which no move targets. Cost per sweep is the mean wall 
 sweep of one chain.  ``--vary factor_means`` compares, with the moves on, BPMF with learned
 factor means against means fixed at 0 (``GibbsPMF(factor_means=False)``) and adds the test RMSE;
 ``--vary overrelax`` does the same for the over-relaxation of the row draws (``GibbsPMF(overrelax=)``),
-with the worst of bulk and tail ESS per sweep.
+with the worst of bulk and tail ESS per sweep; ``--vary interweave`` the same for the interweaved
+feature draws (``GibbsPMF(interweave=)``; it matters only with ``--implicit``).
 """
 
 import os
@@ -50,13 +52,14 @@ def main():
     ap.add_argument("--implicit", default="none", choices=["none", "user", "item", "both"])
     ap.add_argument("--prior", default="bpmf", choices=["bpmf", "adaptive"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vary", default="moves", choices=["moves", "factor_means", "overrelax"])
-    ap.add_argument("--values", default="0,0.7", help="--vary overrelax: the values to compare")
+    ap.add_argument("--vary", default="moves", choices=["moves", "factor_means", "overrelax", "interweave"])
+    ap.add_argument("--values", default=None,
+                    help="--vary overrelax: the values to compare (default 0,0.7); interweave: False,True")
     args = ap.parse_args()
     if args.vary == "factor_means":
         return vary_factor_means(args)
-    if args.vary == "overrelax":
-        return vary_overrelax(args)
+    if args.vary in ("overrelax", "interweave"):
+        return vary_option(args, args.vary)
 
     from bayes_mf import GibbsPMF
     from bayes_mf.datasets import movielens_fold
@@ -112,7 +115,7 @@ def vary_factor_means(args):
         print(f"factor_means={fm}: test RMSE {rmse:.4f}, {ms:.2f} ms per sweep per chain")
 
 
-def vary_overrelax(args):
+def vary_option(args, name: str):
     from bayes_mf import GibbsPMF
     from bayes_mf.datasets import movielens_fold
     from bayes_mf.diagnostics import ConvergenceWarning
@@ -121,9 +124,11 @@ def vary_overrelax(args):
     train, test = movielens_fold("100k", args.fold)
     implicit = False if args.implicit == "none" else args.implicit
     cols, extra = {}, {}
-    for value in (float(v) for v in args.values.split(",")):
-        m = GibbsPMF(10, prior=args.prior, implicit=implicit, overrelax=value, draws=args.sweeps, tune=500,
-                     chains=4, cores=2, random_seed=args.seed, progressbar=False).fit(train)
+    parse = float if name == "overrelax" else (lambda v: v.strip().lower() in ("1", "true", "yes"))
+    values = args.values or ("0,0.7" if name == "overrelax" else "False,True")
+    for value in (parse(v) for v in values.split(",")):
+        m = GibbsPMF(10, prior=args.prior, implicit=implicit, draws=args.sweeps, tune=500, chains=4, cores=2,
+                     random_seed=args.seed, progressbar=False, **{name: value}).fit(train)
         post = m.result_["posterior"].to_dataset()
         n = post.sizes["chain"] * post.sizes["draw"]
         col = {}
@@ -132,7 +137,7 @@ def vary_overrelax(args):
                 bulk = np.asarray(az.ess(post[[v]])[v]).ravel()
                 tail = np.asarray(az.ess(post[[v]], method="tail")[v]).ravel()
                 col[v] = float(min(bulk.min(), tail.min())) / n
-        cols[f"overrelax={value:g}"] = col
+        cols[f"{name}={value!s}"] = col
         pred = m.predict(test)["mean"].to_numpy()
         extra[value] = (float(np.sqrt(np.mean((pred - test.rating) ** 2))), m.sweep_seconds_ * 1000)
     print(f"MovieLens 100K u{args.fold}, rank 10, {args.prior} + biases, implicit={args.implicit}, moves on; "
@@ -142,7 +147,7 @@ def vary_overrelax(args):
     table.loc["worst of all"] = table.min()
     print(table.to_string(float_format=lambda x: f"{x:.4f}"))
     for value, (rmse, ms) in extra.items():
-        print(f"overrelax={value:g}: test RMSE {rmse:.4f}, {ms:.2f} ms per sweep per chain")
+        print(f"{name}={value!s}: test RMSE {rmse:.4f}, {ms:.2f} ms per sweep per chain")
 
 
 if __name__ == "__main__":

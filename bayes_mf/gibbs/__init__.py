@@ -81,6 +81,19 @@ One sweep draws, in turn,
 
    after which the :math:`x_i` of the users holding feature :math:`l` move by
    :math:`A_{il}\,\Delta W_l`.  Cost: :math:`O(\mathrm{nnz}(A)\,d^2)`, the order of step 1;
+
+   2b. (``interweave=True``, the default) each :math:`W_l` again, now given the
+   effective rows :math:`x_i` (their own parts :math:`x_i - A_i W` move instead):
+   the data then enter only through the own parts' prior :math:`N(m, P^{-1})`,
+
+   .. math::
+       W_l \mid \cdot \sim N\bigl(Q_l^{-1} q_l, Q_l^{-1}\bigr),\quad
+       Q_l = \mathrm{diag}(\lambda_W) + \textstyle\sum_i A_{il}^2\,P,\quad
+       q_l = P \sum_i A_{il}\,(x_i - m - A_i W + A_{il} W_l),
+
+   at :math:`O(\mathrm{nnz}(A)\,d)`.  The two draws are the two parametrisations
+   of the feature hierarchy, interwoven (Yu & Meng 2011): the first moves the
+   predictions, the second the split between own parts and features;
 3. the same for items and their features;
 4. :math:`\mu \mid \cdot \sim N\bigl(\frac{\tau\sum(R - \eta + \mu)}{\tau n + 10^{-4}},
    \frac{1}{\tau n + 10^{-4}}\bigr)` and

@@ -28,8 +28,9 @@ from .kernels import HAVE_NUMBA, _numba
 
 __all__ = ["STREAMS", "chain_key", "philox4x32", "normals"]
 
-#: stream of each kind of draw: the two side steps and the two feature steps
-STREAMS = {"user": 0, "item": 1, "user_features": 2, "item_features": 3}
+#: stream of each kind of draw: the two side steps and the feature steps (own parts held, rows held)
+STREAMS = {"user": 0, "item": 1, "user_features": 2, "item_features": 3, "user_features_rows": 4,
+           "item_features_rows": 5}
 _KEY_CHILD = 0xC0FFEE  # spawn-key word naming the Philox key's child of a chain's SeedSequence
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # Philox multipliers and Weyl key increments (Random123)
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..base import _check_rating_unit
+from ..base import _check_rating_unit, _in_units
 from ..data import Ratings
 from . import kernels
+from .chain import _Settings
 from .layout import _implicit_matrix
 
 #: time_effects option -> the sides with time-level biases (gibbs.effects)
@@ -111,6 +112,8 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
     v = est.overrelax
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0 <= v < 1:
         raise ValueError(f"overrelax must be a number in [0, 1) (0: plain Gibbs), got {v!r}")
+    if not isinstance(est.interweave, (bool, np.bool_)):
+        raise ValueError(f"interweave must be True or False, got {est.interweave!r}")
     if est.prior not in priors:
         raise ValueError(f"prior must be one of {priors}, got {est.prior!r}")
     if est.factor_means not in (True, False, None):
@@ -173,3 +176,24 @@ def lengths(est, deprecated: str) -> tuple[int | None, int]:
                       "(the name PMF uses)", FutureWarning, stacklevel=6)
         out[new] = value
     return out["draws"], out["tune"]
+
+
+def settings(est, backend: str, r: Ratings):
+    """The chains' settings, the hyper-parameters given in rating units on the standardised scale."""
+    # the prior sds also set the chains' dispersed start; they are the prior only with prior="fixed"
+    used = {"sigma"} | ({"sigma_u", "sigma_v"} if est.prior == "fixed" else set()) | (
+        {"sigma_bias"} if est.prior == "fixed" and est.biases else set())
+    given = _in_units(est, r, {"sigma": (est.sigma, 1.0), "sigma_u": (est.sigma_u, 0.5),
+                               "sigma_v": (est.sigma_v, 0.5), "sigma_bias": (est.sigma_bias, 1.0)},
+                      warn=used)
+    return _Settings(
+        n_factors=int(est.n_factors), prior=est.prior, biases=bool(est.biases),
+        global_mean=bool(est.global_mean), sigma=1.0 if est._ordinal else given.get("sigma"),
+        sigma_u=given.get("sigma_u", 1.0), sigma_v=given.get("sigma_v", 1.0),
+        sigma_bias=given.get("sigma_bias", 1.0),
+        gamma_prior=tuple(float(x) for x in est.gamma_prior), init_scale=float(est.init_scale),
+        backend=backend, store_factors=bool(est.store_factors), moves=bool(est.moves),
+        overrelax=float(est.overrelax), feature_steps="both" if est.interweave else "own",
+        factor_means=factor_means_on(est), likelihood=est.likelihood,
+        threads=int(est.threads or 1),
+    )

@@ -103,6 +103,34 @@ def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, 
         W[l] = new
 
 
+def _feature_step_centred_numpy(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, alpha=0.0):
+    """Sequential draws of every W_l given the effective rows X (module docstring, step 2b); updates W.
+
+    With X held, W_l meets the data only through the own parts' prior
+    N(m, P^-1), so Q_l = diag(prec_l) + (sum_i A_il^2) P: O(nnz(A) d) per step.
+    """
+    R = X - m - _sparse_times(f_indptr, f_rows, f_vals, W, X.shape[0])  # own parts minus their mean
+    for l in range(W.shape[0]):
+        s, e = f_indptr[l], f_indptr[l + 1]
+        rows, a = f_rows[s:e], f_vals[s:e]
+        saa = float(a @ a)
+        Q = np.diag(prec[l]) + saa * P
+        q = P @ (a @ R[rows] + saa * W[l])
+        L = np.linalg.cholesky(Q)
+        w = (1.0 - alpha) * np.linalg.solve(L, q) + math.sqrt(1.0 - alpha * alpha) * z[l]
+        new = np.linalg.solve(L.T, w) + alpha * W[l]
+        R[rows] -= a[:, None] * (new - W[l])
+        W[l] = new
+
+
+def _sparse_times(f_indptr, f_rows, f_vals, W, n_rows):
+    """A W for A in column (CSC) layout."""
+    out = np.zeros((n_rows, W.shape[1]))
+    cols = np.repeat(np.arange(W.shape[0]), np.diff(f_indptr))
+    np.add.at(out, f_rows, f_vals[:, None] * W[cols])
+    return out
+
+
 def _residual_numpy(user, item, rating, mu, U, V, ub, vb, use_bias, ru, ri):
     """Sum and sum of squares of the residuals; per-user/per-item residual sums into ``ru``, ``ri``."""
     eta = mu + np.einsum("nk,nk->n", U[user], V[item])
@@ -315,6 +343,57 @@ if HAVE_NUMBA:
                     X[i, p] += a * (new[p] - W[l, p])
             for p in range(d):
                 W[l, p] = new[p]
+        return ok
+
+    @_jit
+    def _feature_step_centred_numba(f_indptr, f_rows, f_vals, X, W, P, m, prec, z,
+                                    alpha):  # pragma: no cover - compiled
+        n_feat, d = W.shape
+        R = np.empty_like(X)  # own parts minus their prior mean: X - m - A W
+        for i in range(X.shape[0]):
+            for p in range(d):
+                R[i, p] = X[i, p] - m[p]
+        for l in range(n_feat):
+            for n in range(f_indptr[l], f_indptr[l + 1]):
+                i = f_rows[n]
+                a = f_vals[n]
+                for p in range(d):
+                    R[i, p] -= a * W[l, p]
+        Q = np.empty((d, d))
+        q = np.empty(d)
+        t = np.empty(d)
+        new = np.empty(d)
+        w = np.empty(d)
+        ok = True
+        for l in range(n_feat):
+            saa = 0.0
+            for p in range(d):
+                t[p] = 0.0
+            for n in range(f_indptr[l], f_indptr[l + 1]):
+                i = f_rows[n]
+                a = f_vals[n]
+                saa += a * a
+                for p in range(d):
+                    t[p] += a * R[i, p]
+            for p in range(d):
+                t[p] += saa * W[l, p]
+            for p in range(d):
+                acc = 0.0
+                for r in range(d):
+                    acc += P[p, r] * t[r]
+                    Q[p, r] = saa * P[p, r]
+                q[p] = acc
+                Q[p, p] += prec[l, p]
+                new[p] = W[l, p]  # the over-relaxed draw starts from the current value
+            ok &= _chol_solve_draw(Q, q, z[l], d, new, alpha, w)
+            for p in range(d):
+                t[p] = new[p] - W[l, p]
+                W[l, p] = new[p]
+            for n in range(f_indptr[l], f_indptr[l + 1]):
+                i = f_rows[n]
+                a = f_vals[n]
+                for p in range(d):
+                    R[i, p] -= a * t[p]
         return ok
 
     @_jit_par
