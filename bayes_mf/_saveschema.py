@@ -62,6 +62,9 @@ SCALARS = {
     "shrink_": (_real, "a finite number"),
     "reg_": (_real, "a finite number"),
     "rating_unit_": (lambda v: _real(v) and v > 0, "a positive number"),
+    "time_range_": (lambda v: isinstance(v, list) and len(v) == 2 and all(
+        isinstance(x, Integral) and not isinstance(x, bool) for x in v) and v[0] <= v[1],
+        "a pair [first, last] of whole Unix seconds, first <= last"),
 }
 
 #: array fitted attributes (stored in arrays.npz): dtype kinds, shape in terms of the sizes below
@@ -75,6 +78,8 @@ ARRAYS = {
     "U_mean_": ("f", ("n_users", "k")),
     "V_mean_": ("f", ("n_items", "k")),
     "elbo_": ("f", (None,)),
+    "time_keys_user_": ("i", (None,)),  # GibbsPMF(time_effects=): the levels' keys (gibbs.effects.TimeCoding)
+    "time_keys_item_": ("i", (None,)),
 }
 
 _COMMON = {"scale_", "global_mean_", "n_train_", "train_user_codes_", "train_item_codes_"}
@@ -86,7 +91,8 @@ _SCHEMA = {
     "ALS": (_COMMON | _POINT, {"fit_seconds_", "loss_curve_", "n_iter_", "train_rmse_", "reg_"}),
     "GradientDescentMF": (_COMMON | _POINT, {"fit_seconds_", "loss_curve_", "n_iter_", "train_rmse_"}),
     "GibbsPMF": (_COMMON | {"U_mean_", "V_mean_"},
-                 {"fit_seconds_", "compile_seconds_", "n_sweeps_", "sweep_seconds_", "converged_"}),
+                 {"fit_seconds_", "compile_seconds_", "n_sweeps_", "sweep_seconds_", "converged_",
+                  "time_range_", "time_keys_user_", "time_keys_item_"}),
     "PMF": (_COMMON, {"fit_seconds_", "shrink_", "elbo_", "compile_seconds_", "n_sweeps_",
                       "sweep_seconds_", "converged_", "U_mean_", "V_mean_"}),
 }

@@ -108,9 +108,6 @@ def save(estimator, path, *, overwrite: bool = False) -> Path:
     if getattr(estimator, "model", None) is not None:
         raise TypeError("a fit of a custom PyMC model (PMF.from_model) cannot be saved: the model is code, "
                         "and a loaded fit could not predict from its likelihood")
-    if getattr(estimator, "time_coding_", None) is not None:
-        raise TypeError("a GibbsPMF fitted with time_effects cannot be saved yet: its per-level time "
-                        "effects are not in the save format, and a loaded fit would predict without them")
     path = Path(path)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
@@ -331,6 +328,11 @@ def load(path):
     est._names = tuple(names)
     if result is not None:
         est.result_ = result
+    if hasattr(est, "_after_load"):  # state rebuilt from what was loaded (GibbsPMF's time coding)
+        try:
+            est._after_load()
+        except ValueError as exc:
+            raise CorruptSaveError(f"{path}: {exc}") from None
     return est
 
 

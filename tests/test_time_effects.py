@@ -259,12 +259,42 @@ def test_ratings_meta_timestamps_and_unit_scaling():
     np.testing.assert_allclose(b.predict(cents)["mean"], 100 * a.predict(r)["mean"], rtol=1e-6)
 
 
-def test_a_time_effects_fit_is_not_saved_half(tmp_path):
-    """The save format has no per-level effects: refusing beats a loaded fit that predicts without them."""
+def test_a_time_effects_fit_saves_and_loads_with_its_time_coding(tmp_path):
+    """A loaded fit predicts exactly as the fitted one: same time levels, same per-level draws."""
     from bayes_mf import io
 
     frame = _tiny(seed=7)
-    model = GibbsPMF(2, time_effects="user", draws=10, tune=5, chains=1, cores=1).fit(frame)
-    with pytest.raises(TypeError, match="time_effects cannot be saved"):
-        io.save(model, tmp_path / "m")
-    assert not (tmp_path / "m").exists()
+    model = GibbsPMF(2, time_effects="both", time_bins=2, draws=10, tune=5, chains=1, cores=1).fit(frame)
+    io.save(model, tmp_path / "m")
+    loaded = io.load(tmp_path / "m")
+    code, back = model.time_coding_, loaded.time_coding_
+    assert back.sides == code.sides and (back.t_min, back.t_max) == (code.t_min, code.t_max)
+    for side in code.sides:
+        np.testing.assert_array_equal(back.keys[side], code.keys[side])
+    # a seen day, an unseen day and a time before training: levels and predictions agree
+    test = frame.iloc[:6].copy()
+    test.loc[test.index[1], "timestamp"] += 40 * DAY
+    test.loc[test.index[2], "timestamp"] -= 40 * DAY
+    pd.testing.assert_frame_equal(loaded.predict(test), model.predict(test))
+    a = model.predict_draws(test, max_draws=10, random_seed=1)
+    b = loaded.predict_draws(test, max_draws=10, random_seed=1)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_time_effects_save_without_its_coding_is_refused(tmp_path):
+    from bayes_mf import io
+    from bayes_mf._saveschema import CorruptSaveError
+
+    model = GibbsPMF(2, time_effects="user", draws=10, tune=5, chains=1, cores=1).fit(_tiny(seed=7))
+    model.time_keys_user_ = model.time_keys_user_[1:]  # one level fewer than the posterior has
+    io.save(model, tmp_path / "m")
+    with pytest.raises(CorruptSaveError, match="time level"):
+        io.load(tmp_path / "m")
+    model.time_keys_user_ = model.time_coding_.keys["user"][::-1].copy()
+    io.save(model, tmp_path / "m2")
+    with pytest.raises(CorruptSaveError, match="sorted and unique"):
+        io.load(tmp_path / "m2")
+    del model.time_range_
+    io.save(model, tmp_path / "m3")
+    with pytest.raises(CorruptSaveError, match="no time coding"):
+        io.load(tmp_path / "m3")

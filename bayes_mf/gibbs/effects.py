@@ -93,6 +93,25 @@ class TimeCoding:
             key = self._key(side, user if side == "user" else item, t)
             self.keys[side] = np.unique(key)
 
+    @classmethod
+    def restore(cls, sides: tuple, n_bins: int, t_range, keys: dict, n_users: int,
+                n_items: int) -> TimeCoding:
+        """The coding of a saved fit (:mod:`bayes_mf.io`): its training time range and level keys."""
+        self = cls.__new__(cls)
+        self.sides, self.n_bins = tuple(sides), int(n_bins)
+        self.t_min, self.t_max = int(t_range[0]), int(t_range[1])
+        self.day0 = self.t_min // DAY
+        self.n_parent = {"user": n_users, "item": n_items}
+        self.keys = {}
+        for side in self.sides:
+            k = np.asarray(keys[side], dtype=np.int64)
+            if k.ndim != 1 or (k.size > 1 and not (np.diff(k) > 0).all()):
+                raise ValueError(f"the {side} time-level keys must be sorted and unique")
+            if k.size and not 0 <= (k >> 31).min() <= (k >> 31).max() < self.n_parent[side]:
+                raise ValueError(f"the {side} time-level keys name {side}s outside the fitted ids")
+            self.keys[side] = k
+        return self
+
     def _bin(self, side: str, t: np.ndarray) -> np.ndarray:
         if side == "item":
             width = max(self.t_max - self.t_min, 1) / self.n_bins

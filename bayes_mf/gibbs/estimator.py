@@ -443,7 +443,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         self.U_mean_ = res.U_sum / res.n_summed
         self.V_mean_ = res.V_sum / res.n_summed
         self.converged_, self.convergence_ = res.converged, res.table
-        self.time_coding_ = self._time_code
+        self._keep_time_coding(self._time_code)
         self.result_ = self._build(res, r, problem, check, st, elapsed, plan)
         if res.converged is False:
             warnings.warn(

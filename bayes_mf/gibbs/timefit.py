@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Ratings
-from .effects import TimeCoding
+from .effects import TIME_FAMILIES, TimeCoding
 
 TIME_COLUMN = "timestamp"
 
@@ -99,7 +99,37 @@ def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
 
 
 class TimeEffectsMixin:
-    """Prediction with time effects: the pairs' timestamps, and their effects per draw."""
+    """Prediction with time effects: the pairs' timestamps, and their effects per draw; save and load."""
+
+    def _keep_time_coding(self, code: TimeCoding | None) -> None:
+        """Keep the fitted coding, and its state in the attributes a save holds (:mod:`bayes_mf.io`)."""
+        self.time_coding_ = code
+        if code is not None:
+            self.time_range_ = [code.t_min, code.t_max]
+            for side in ("user", "item"):
+                setattr(self, f"time_keys_{side}_", code.keys.get(side))
+
+    def _after_load(self) -> None:
+        """Rebuild the time coding of a loaded fit from its saved state (ValueError if it does not fit)."""
+        from .inputs import TIME_EFFECTS
+
+        sides = TIME_EFFECTS[self.time_effects]
+        if not sides:
+            self.time_coding_ = None
+            return
+        keys = {side: getattr(self, f"time_keys_{side}_", None) for side in sides}
+        if getattr(self, "time_range_", None) is None or any(v is None for v in keys.values()):
+            raise ValueError(f"time_effects={self.time_effects!r}, but the save holds no time coding "
+                             "(time_range_ and the time-level keys)")
+        code = TimeCoding.restore(sides, self.time_bins, self.time_range_, keys, len(self.users_),
+                                  len(self.items_))
+        post = self.result_["posterior"]
+        for side in sides:
+            name = TIME_FAMILIES[side]
+            if name not in post or post[name].shape[-1] != len(code.keys[side]):
+                raise ValueError(f"the posterior's {name!r} does not have one value per saved {side} "
+                                 f"time level ({len(code.keys[side])})")
+        self.time_coding_ = code
 
     def _encode(self, pairs, unseen):
         out = super()._encode(pairs, unseen)
