@@ -256,7 +256,7 @@ def test_feature_conditional_matches_dense_solve(backend):
     else:
         from bayes_mf.gibbs import _feature_step_numba
 
-        assert _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z)
+        assert _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z, 0.0)
     # W_0 is updated first, so its value is the conditional mean (z = 0) given the initial state
     Xw = X.copy()
     Xw += np.outer(A.toarray()[:, 0], cond_mean - W[0])

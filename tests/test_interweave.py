@@ -80,10 +80,38 @@ def test_rows_held_overrelaxed_draw_is_the_adler_update(family):
     np.testing.assert_allclose(W1[0], expect, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_own_held_feature_draw_is_overrelaxed_too(family):
+    """overrelax= also over-relaxes step 2: W_0' = m + alpha (W_0 - m) + sqrt(1 - alpha^2) L^-T z."""
+    pr = _problem(seed=3)
+    A, d = pr["A"], pr["W"].shape[1]
+    rng = np.random.default_rng(5)
+    B = rng.normal(size=(A.shape[0], d, d))
+    G = np.einsum("npq,nrq->npr", B, B) + np.eye(d)
+    G = 0.5 * (G + np.swapaxes(G, 1, 2))  # exactly symmetric, as the side step stores it
+    h = rng.normal(size=(A.shape[0], d))
+    kern = kernels._feature_step_numba if family == "numba" else kernels._feature_step_numpy
+    args = (A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data.astype(np.float64), G, h)
+
+    def first(z, alpha):
+        X, W = pr["X"].copy(), pr["W"].copy()
+        kern(*args, X, W, pr["prec"], z, alpha)
+        return W[0]
+
+    zero = np.zeros_like(pr["W"])
+    mean = first(zero, 0.0)
+    LinvT = np.column_stack([first(np.eye(1, d * len(pr["W"]), j).reshape(pr["W"].shape), 0.0) - mean
+                             for j in range(d)])  # column j: L^-T e_j
+    z = rng.normal(size=pr["W"].shape)
+    expect = mean - 0.7 * (pr["W"][0] - mean) + np.sqrt(1 - 0.49) * LinvT @ z[0]
+    np.testing.assert_allclose(first(z, -0.7), expect, rtol=1e-10, atol=1e-12)
+
+
 def test_numba_and_numpy_agree_with_interweaving(sim):
     if not kernels.HAVE_NUMBA:
         pytest.skip("numba not installed")
-    kw = dict(draws=30, tune=5, chains=2, cores=1, random_seed=4, implicit="both", interweave=True)
+    kw = dict(draws=30, tune=5, chains=2, cores=1, random_seed=4, implicit="both", interweave=True,
+              overrelax=0.7)
     a, b = (GibbsPMF(2, backend=be, **kw).fit(sim.ratings) for be in ("numba", "numpy"))
     for v in ("sigma", "mu", "user_bias", "item_bias", "pred_check"):
         np.testing.assert_allclose(a.result_["posterior"][v].to_numpy(), b.result_["posterior"][v].to_numpy(),

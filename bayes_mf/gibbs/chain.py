@@ -49,7 +49,7 @@ class _Settings:
     factor_means: bool = True
     likelihood: str = "gaussian"  # "ordinal": ordered probit on the problem's "codes" (gibbs.ordinal)
     threads: int = 1
-    overrelax: float = 0.0  # over-relaxation of the row draws: alpha = -overrelax (Adler 1981)
+    overrelax: float = 0.0  # over-relaxed row and feature draws: alpha = -overrelax (Adler 1981)
     # feature vectors drawn given the own parts ("own", step 2), given the effective rows ("rows", 2b) or both
     feature_steps: str = "own"
 
@@ -233,11 +233,12 @@ class Sweeper(MovesMixin):
         f, X = self.feats[side], s.X[side]
         if self.use_numba:
             ok = kernels._feature_step_numba(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows,
-                                             zf)
+                                             zf, -self.st.overrelax)
             if not ok:
                 raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
         else:
-            kernels._feature_step_numpy(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows, zf)
+            kernels._feature_step_numpy(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows, zf,
+                                        -self.st.overrelax)
 
     def _feature_step_rows(self, s: ChainState, side: str, P, m, prec_rows) -> None:
         """Step 2b: each W_l given the effective rows (the own parts move), through the own parts' prior."""
@@ -245,7 +246,7 @@ class Sweeper(MovesMixin):
         z = normals(s.key, STREAMS[f"{side}_features_rows"], s.sweep, *s.W[side].shape,
                     backend=self.st.backend)
         kern = kernels._feature_step_centred_numba if self.use_numba else kernels._feature_step_centred_numpy
-        ok = kern(f.f_indptr, f.f_rows, f.f_vals, X, s.W[side], P, m, prec_rows, z, 0.0)
+        ok = kern(f.f_indptr, f.f_rows, f.f_vals, X, s.W[side], P, m, prec_rows, z, -self.st.overrelax)
         if self.use_numba and not ok:
             raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
 

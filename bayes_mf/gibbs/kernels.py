@@ -88,8 +88,11 @@ def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_stor
     return np.linalg.solve(np.swapaxes(L, -1, -2), w)[..., 0] + alpha * x_old
 
 
-def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z):
-    """Sequential draws of every feature vector W_l (module docstring, step 2); updates X, W."""
+def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z, alpha=0.0):
+    """Sequential draws of every feature vector W_l (module docstring, step 2); updates X, W.
+
+    ``alpha`` over-relaxes each draw as the row draws are: m + alpha (W_l - m) + sqrt(1 - alpha^2) L^-T z.
+    """
     for l in range(W.shape[0]):
         s, e = f_indptr[l], f_indptr[l + 1]
         rows, a = f_rows[s:e], f_vals[s:e]
@@ -98,7 +101,8 @@ def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, 
         Q = np.diag(prec[l]) + np.einsum("n,npq->pq", a * a, G)
         q = a @ (h_store[rows] - np.einsum("npq,nq->np", G, rest))
         L = np.linalg.cholesky(Q)
-        new = np.linalg.solve(L.T, np.linalg.solve(L, q) + z[l])
+        w = (1.0 - alpha) * np.linalg.solve(L, q) + math.sqrt(1.0 - alpha * alpha) * z[l]
+        new = np.linalg.solve(L.T, w) + alpha * W[l]
         X[rows] += a[:, None] * (new - W[l])
         W[l] = new
 
@@ -308,8 +312,10 @@ if HAVE_NUMBA:
         return ok.all()
 
     @_jit
-    def _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z):  # pragma: no cover
+    def _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z,
+                            alpha):  # pragma: no cover - compiled
         n_feat, d = W.shape
+        w = np.empty(d)
         Q = np.empty((d, d))
         q = np.empty(d)
         t = np.empty(d)
@@ -338,7 +344,9 @@ if HAVE_NUMBA:
                         Q[r, p] += aa * g
                 for p in range(d):
                     q[p] += a * t[p]
-            ok &= _chol_solve_draw(Q, q, z[l], d, new, 0.0, new)  # plain draw: new is its own scratch
+            for p in range(d):
+                new[p] = W[l, p]  # the over-relaxed draw starts from the current value
+            ok &= _chol_solve_draw(Q, q, z[l], d, new, alpha, w)
             for n in range(f_indptr[l], f_indptr[l + 1]):
                 i = f_rows[n]
                 a = f_vals[n]
