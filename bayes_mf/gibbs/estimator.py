@@ -129,14 +129,15 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         \sqrt{1-\alpha^2}\,L^{-T}z`, :math:`\alpha` = ``-overrelax``, exact for
         the row's conditional :math:`N(m, (LL^T)^{-1})`; it cuts the factors'
         random walk and the heavy users' biases with it (u1: worst ESS per sweep
-        0.0059 -> 0.0337, ``bench_mixing.py --vary overrelax``).  0: plain Gibbs.
+        0.0059 -> 0.0337, ``bench_mixing.py --vary overrelax``).  The feature
+        vectors' draws (steps 2 and 2b) are over-relaxed alike.  0: plain Gibbs.
     interweave : bool
         With feature vectors (``implicit``, ``side_features``): draw them twice
         a sweep, given the own parts (through the likelihood, step 2) and given
         the effective rows (through the own parts' prior, step 2b, O(nnz d)),
         interweaving the two parametrisations (Yu & Meng 2011); both draws are
         exact.  u1, ``implicit="both"``, worst ESS per sweep: user biases
-        0.025 -> 0.072, mu 0.020 -> 0.034, but ``pred_check`` 0.049 -> 0.024,
+        0.034 -> 0.074, mu 0.025 -> 0.037, but ``pred_check`` 0.172 -> 0.035,
         for 15 % more time a sweep (``bench_mixing.py --vary interweave``).
     chains : int
         Independent chains; chain ``c`` uses child ``c`` of
