@@ -146,6 +146,46 @@ def test_parent_shift_draws_its_exact_conditional():
         assert shifts[:, p].std() == pytest.approx(sd, rel=0.03)
 
 
+def test_effect_scale_move_keeps_its_exact_orbit_conditional():
+    """Rescaling a family (e -> g e, lambda -> lambda / g^2) again and again from one state: log g
+    has the density the model gives on that orbit, written out here from the ratings, the effects'
+    Normal prior, the Gamma prior of lambda and the Jacobian g^(L - 2)."""
+    frame = _tiny(seed=5)
+    _, _, problem = _problem(frame, ("user",))
+    st = _settings()
+    s = initial_state(problem, st, 3)
+    sw = Sweeper(problem, st)
+    name, idx = "time_user", problem["effects"][0]["index"]
+    s.effects.lam[name] = lam0 = 2.0
+    n_levels = len(problem["effects"][0]["parent"])
+    s.effects.values[name] = e0 = np.random.default_rng(1).normal(0.0, 0.6, n_levels)
+    sw.effects.sync(sw, s)
+    y, eta, tau = problem["rating"], sw.effects._core(sw, s), s.tau
+    ts = []
+    for _ in range(20000):
+        sw.effects.rescale(sw, s, 0.0)
+        g = s.effects.values[name] / e0
+        np.testing.assert_allclose(g, g[0], rtol=1e-9)
+        assert s.effects.lam[name] == pytest.approx(lam0 / g[0] ** 2, rel=1e-9)
+        ts.append(math.log(g[0]))
+    # the core sees the rescaled offsets
+    np.testing.assert_allclose(sw.rating, y - s.effects.values[name][idx], rtol=1e-12)
+    a0, b0 = st.gamma_prior
+    L = len(e0)
+    grid = np.linspace(-3, 3, 6001)
+    logp = np.array([-0.5 * tau * np.sum((y - eta - math.exp(t) * e0[idx]) ** 2)
+                     + np.sum(0.5 * math.log(lam0 * math.exp(-2 * t)) - 0.5 * lam0 * e0**2)
+                     + (a0 - 1) * math.log(lam0 * math.exp(-2 * t)) - b0 * lam0 * math.exp(-2 * t)
+                     + (L - 2) * t for t in grid])
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    m = float(w @ grid)
+    sd = math.sqrt(float(w @ (grid - m) ** 2))
+    ts = np.array(ts)
+    assert abs(ts.mean() - m) < 4 * sd / math.sqrt(len(ts) / 10), (ts.mean(), m)
+    assert ts.std() == pytest.approx(sd, rel=0.05)
+
+
 def test_full_chain_matches_the_brute_force_posterior():
     """End to end (every block and move of the sweep): with factors all but switched off (prior
     sd 0.02), known noise and fixed bias priors the model is Gaussian given the two effect

@@ -67,6 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .moves import scale_biases
 from .priors import _gamma_precision
 
 DAY = 86_400
@@ -191,13 +192,18 @@ class Effects:
         """Hand the core the working response :math:`R - \\sum_f e_f`."""
         sw.set_offsets(self.offsets(s))
 
-    def step(self, sw, s) -> None:
-        """Draw every family given the rest, in turn; then update the working response."""
+    def _core(self, sw, s) -> np.ndarray:
+        r""":math:`\eta_n`, the core's prediction of every rating."""
         k, ub = sw.k, sw.ub
         Xu, Xv = s.X["user"], s.X["item"]
         eta = s.mu + np.einsum("nk,nk->n", Xu[self.user, :k], Xv[self.item, :k])
         if ub:
             eta += Xu[self.user, k] + Xv[self.item, k]
+        return eta
+
+    def step(self, sw, s) -> None:
+        """Draw every family given the rest, in turn; then update the working response."""
+        eta = self._core(sw, s)
         total = self.offsets(s)
         for f in self.fams:
             name, idx = f["name"], f["index"]
@@ -230,6 +236,31 @@ class Effects:
             s.X[side][:, k] += a
             s.effects.values[name] = e - a[parent]
         self.sync(sw, s)
+
+    def rescale(self, sw, s, s2: float) -> float:
+        r"""The scale move of every family; returns the new residual sum of squares.
+
+        :math:`e_f \to g\,e_f`, :math:`\lambda_f \to \lambda_f / g^2` (a generalised
+        Gibbs step on the scalings, as :func:`~bayes_mf.gibbs.moves.scale_biases` does for
+        the biases: the same orbit density, with the levels' rating counts and residual
+        sums).  Many levels with few ratings each (a user's days) tie :math:`\lambda_f` to
+        the effects' current spread, and blockwise draws cross that funnel slowly.
+        """
+        a0, b0 = self.st.gamma_prior
+        total = self.offsets(s)
+        r = sw.base - self._core(sw, s) - total
+        for f in self.fams:
+            name, idx = f["name"], f["index"]
+            e = s.effects.values[name]
+            sums = np.bincount(idx, weights=r, minlength=e.size)
+            delta, A, B = scale_biases(s.rng, e, self.counts[name], sums, s.tau, s.effects.lam[name], a0, b0)
+            s2 = s2 - 2.0 * delta * B + delta * delta * A
+            r -= delta * e[idx]
+            total += delta * e[idx]
+            s.effects.values[name] = (1.0 + delta) * e
+            s.effects.lam[name] /= (1.0 + delta) ** 2
+        sw.set_offsets(total)
+        return s2
 
     # ------------------------------------------------------------------ draws kept
     def empty(self, n_keep: int) -> dict:

@@ -38,6 +38,7 @@ class MovesMixin:
             s2 = self._scale_moves(s, own, s2)
         if self.effects is not None:
             self.effects.shift(self, s, own)  # leaves every prediction, so s2, unchanged
+            s2 = self.effects.rescale(self, s, s2)
         return s2
 
     def invariant_moves(self, s: ChainState, own: dict) -> None:
