@@ -50,8 +50,7 @@ class _Settings:
     likelihood: str = "gaussian"  # "ordinal": ordered probit on the problem's "codes" (gibbs.ordinal)
     threads: int = 1
     overrelax: float = 0.0  # over-relaxed row and feature draws: alpha = -overrelax (Adler 1981)
-    # feature vectors drawn given the own parts ("own", step 2), given the effective rows ("rows", 2b) or both
-    feature_steps: str = "own"
+    interweave: bool = False  # feature vectors drawn again given the effective rows (step 2b)
 
 
 @dataclass
@@ -197,15 +196,14 @@ class Sweeper(MovesMixin):
         other = s.X["item" if side == "user" else "user"]
         X, f, by, k = s.X[side], self.feats[side], self.by[side], self.k
         P, m = self._prior(s, side)
-        fs = self.st.feature_steps
         pm = np.empty_like(X)
         pm[:] = m
         if f is not None:
             pm += f.A @ s.W[side]
         z = normals(s.key, STREAMS[side], s.sweep, X.shape[0], X.shape[1], backend=self.st.backend)
         zf = (normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
-              if f is not None and fs != "rows" else None)
-        store = f is not None and fs != "rows"
+              if f is not None else None)
+        store = f is not None
         other_F = np.ascontiguousarray(other[:, :k])
         other_b = np.ascontiguousarray(other[:, k]) if self.ub else np.zeros(other.shape[0])
         G, h = self.G_store[side], self.h_store[side]
@@ -221,10 +219,9 @@ class Sweeper(MovesMixin):
         if f is None:
             return X.copy()
         prec_rows = s.prec_feat[side][f.groups]
-        if fs != "rows":
-            self._feature_step_own(s, side, G, h, prec_rows, zf)
-        if fs != "own":
-            # after the own-held draw: in the other order pred_check mixes 3.6 times slower (u1, implicit)
+        self._feature_step_own(s, side, G, h, prec_rows, zf)
+        if self.st.interweave:
+            # after the own-held draw: in the other order pred_check mixed 3.6 times slower (u1, implicit)
             self._feature_step_rows(s, side, P, m, prec_rows)
         return X - f.A @ s.W[side]
 

@@ -193,7 +193,7 @@ def settings(est, backend: str, r: Ratings):
         sigma_bias=given.get("sigma_bias", 1.0),
         gamma_prior=tuple(float(x) for x in est.gamma_prior), init_scale=float(est.init_scale),
         backend=backend, store_factors=bool(est.store_factors), moves=bool(est.moves),
-        overrelax=float(est.overrelax), feature_steps="both" if est.interweave else "own",
+        overrelax=float(est.overrelax), interweave=bool(est.interweave),
         factor_means=factor_means_on(est), likelihood=est.likelihood,
         threads=int(est.threads or 1),
     )

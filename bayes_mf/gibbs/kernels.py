@@ -17,6 +17,7 @@ import contextlib
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 try:  # numba is optional: the NumPy kernels below are the fallback
     import numba as _numba
@@ -100,9 +101,7 @@ def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, 
         rest = X[rows] - a[:, None] * W[l]
         Q = np.diag(prec[l]) + np.einsum("n,npq->pq", a * a, G)
         q = a @ (h_store[rows] - np.einsum("npq,nq->np", G, rest))
-        L = np.linalg.cholesky(Q)
-        w = (1.0 - alpha) * np.linalg.solve(L, q) + math.sqrt(1.0 - alpha * alpha) * z[l]
-        new = np.linalg.solve(L.T, w) + alpha * W[l]
+        new = _draw(np.linalg.cholesky(Q), q, z[l], W[l], alpha)
         X[rows] += a[:, None] * (new - W[l])
         W[l] = new
 
@@ -113,26 +112,26 @@ def _feature_step_centred_numpy(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, a
     With X held, W_l meets the data only through the own parts' prior
     N(m, P^-1), so Q_l = diag(prec_l) + (sum_i A_il^2) P: O(nnz(A) d) per step.
     """
-    R = X - m - _sparse_times(f_indptr, f_rows, f_vals, W, X.shape[0])  # own parts minus their mean
+    A = sp.csc_matrix((f_vals, f_rows, f_indptr), shape=(X.shape[0], W.shape[0]))
+    R = X - m - A @ W  # own parts minus their mean
     for l in range(W.shape[0]):
         s, e = f_indptr[l], f_indptr[l + 1]
         rows, a = f_rows[s:e], f_vals[s:e]
         saa = float(a @ a)
         Q = np.diag(prec[l]) + saa * P
         q = P @ (a @ R[rows] + saa * W[l])
-        L = np.linalg.cholesky(Q)
-        w = (1.0 - alpha) * np.linalg.solve(L, q) + math.sqrt(1.0 - alpha * alpha) * z[l]
-        new = np.linalg.solve(L.T, w) + alpha * W[l]
+        new = _draw(np.linalg.cholesky(Q), q, z[l], W[l], alpha)
         R[rows] -= a[:, None] * (new - W[l])
         W[l] = new
 
 
-def _sparse_times(f_indptr, f_rows, f_vals, W, n_rows):
-    """A W for A in column (CSC) layout."""
-    out = np.zeros((n_rows, W.shape[1]))
-    cols = np.repeat(np.arange(W.shape[0]), np.diff(f_indptr))
-    np.add.at(out, f_rows, f_vals[:, None] * W[cols])
-    return out
+def _draw(L, h, z, x, alpha):
+    """N(m, (L L^T)^-1) with m = (L L^T)^-1 h, drawn over-relaxed from x.
+
+    m + alpha (x - m) + sqrt(1 - alpha^2) L^-T z; alpha = 0 is the plain draw.
+    """
+    w = (1.0 - alpha) * np.linalg.solve(L, h) + math.sqrt(1.0 - alpha * alpha) * z
+    return np.linalg.solve(L.T, w) + alpha * x
 
 
 def _residual_numpy(user, item, rating, mu, U, V, ub, vb, use_bias, ru, ri):
