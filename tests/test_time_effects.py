@@ -160,7 +160,7 @@ def test_effect_scale_move_keeps_its_exact_orbit_conditional():
     n_levels = len(problem["effects"][0]["parent"])
     s.effects.values[name] = e0 = np.random.default_rng(1).normal(0.0, 0.6, n_levels)
     sw.effects.sync(sw, s)
-    y, eta, tau = problem["rating"], sw.effects._core(sw, s), s.tau
+    y, eta, tau = problem["rating"], sw.linear_predictor(s), s.tau
     ts = []
     for _ in range(20000):
         sw.effects.rescale(sw, s, 0.0)

@@ -192,18 +192,9 @@ class Effects:
         """Hand the core the working response :math:`R - \\sum_f e_f`."""
         sw.set_offsets(self.offsets(s))
 
-    def _core(self, sw, s) -> np.ndarray:
-        r""":math:`\eta_n`, the core's prediction of every rating."""
-        k, ub = sw.k, sw.ub
-        Xu, Xv = s.X["user"], s.X["item"]
-        eta = s.mu + np.einsum("nk,nk->n", Xu[self.user, :k], Xv[self.item, :k])
-        if ub:
-            eta += Xu[self.user, k] + Xv[self.item, k]
-        return eta
-
     def step(self, sw, s) -> None:
         """Draw every family given the rest, in turn; then update the working response."""
-        eta = self._core(sw, s)
+        eta = sw.linear_predictor(s)
         total = self.offsets(s)
         for f in self.fams:
             name, idx = f["name"], f["index"]
@@ -248,7 +239,7 @@ class Effects:
         """
         a0, b0 = self.st.gamma_prior
         total = self.offsets(s)
-        r = sw.base - self._core(sw, s) - total
+        r = sw.base - sw.linear_predictor(s) - total
         for f in self.fams:
             name, idx = f["name"], f["index"]
             e = s.effects.values[name]
