@@ -140,7 +140,7 @@ def convergence_table(posterior, var_names=None, *, rhat_max: float = 1.01,
     The samplers call this on their draws while they run, before a result
     exists; it refuses nothing and warns about nothing.
     """
-    from ._mcmc_stats import diagnose
+    from ._mcmc_stats import diagnose_chunked
 
     n_chain, n_draw = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     names = [v for v in (var_names or IDENTIFIABLE) if v in posterior]
@@ -151,19 +151,22 @@ def convergence_table(posterior, var_names=None, *, rhat_max: float = 1.01,
     if not names:
         return pd.DataFrame(columns=["size", "rhat_max", "ess_bulk_min", "ess_tail_min", "mcse_mean_max",
                                      "ok"], index=pd.Index([], name="variable"))
-    # ArviZ's estimators, vectorised over all quantities (the same numbers, ~5x faster: this runs
-    # after every round of a run-until-converged fit)
+    # ArviZ's estimators, vectorised over all quantities and run in blocks on every core (the same
+    # numbers, ~10x faster than ArviZ: this runs after every round of a run-until-converged fit)
+    arrays = [np.asarray(posterior[n].transpose("chain", "draw", ...), dtype=float)
+              .reshape(n_chain, n_draw, -1) for n in names]
+    d = diagnose_chunked(np.concatenate(arrays, axis=2))
+    ends = np.cumsum([a.shape[2] for a in arrays])
     rows = []
-    for n in names:
-        a = np.asarray(posterior[n].transpose("chain", "draw", ...), dtype=float).reshape(n_chain, n_draw, -1)
-        d = diagnose(a)
+    for n, a, end in zip(names, arrays, ends, strict=True):
+        part = {k: v[end - a.shape[2]:end] for k, v in d.items()}
         rows.append({
             "variable": n,
             "size": int(a.shape[2]),
-            "rhat_max": float(np.nanmax(d["rhat"])),
-            "ess_bulk_min": float(np.nanmin(d["ess_bulk"])),
-            "ess_tail_min": float(np.nanmin(d["ess_tail"])),
-            "mcse_mean_max": float(np.nanmax(d["mcse_mean"])),
+            "rhat_max": float(np.nanmax(part["rhat"])),
+            "ess_bulk_min": float(np.nanmin(part["ess_bulk"])),
+            "ess_tail_min": float(np.nanmin(part["ess_tail"])),
+            "mcse_mean_max": float(np.nanmax(part["mcse_mean"])),
         })
     table = pd.DataFrame(rows).set_index("variable")
     table["ok"] = (table["rhat_max"] <= rhat_max) & (table["ess_bulk_min"] >= ess_min) & (

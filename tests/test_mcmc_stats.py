@@ -41,3 +41,17 @@ def test_average_ranks_with_ties():
 
     a = np.random.default_rng(0).integers(0, 5, (7, 40)).astype(float)
     np.testing.assert_array_equal(_ranks(a), stats.rankdata(a, axis=1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_blocks_on_threads_change_nothing(chains, monkeypatch):
+    import bayes_mf._mcmc_stats as ms
+
+    monkeypatch.setattr(ms, "CHUNK", 7)  # 40 quantities: six blocks, the last one short
+    whole = diagnose(chains)
+    one = ms.diagnose_chunked(chains, workers=1)
+    two = ms.diagnose_chunked(chains, workers=3)
+    for key, want in whole.items():
+        np.testing.assert_allclose(one[key], want, rtol=1e-12, atol=1e-14, err_msg=key)
+        np.testing.assert_array_equal(two[key], one[key], err_msg=key)  # thread count: bit for bit
+    assert one["rhat"][1] > 1.1  # the stuck chain is seen in its block
