@@ -276,12 +276,12 @@ class RatingsEstimator(BaseEstimator):
         raise NotImplementedError
 
     def recommend(self, user, n: int = 10, *, strategy: str = "mean", exclude_rated: bool = True,
-                  titles=None, interval: float = 0.9, random_seed=None) -> pd.DataFrame:
+                  titles=None, interval: float = 0.9, random_seed=None, at=None) -> pd.DataFrame:
         """Top-``n`` items for one user; see :func:`bayes_mf.recommend.recommend`."""
         from .recommend import recommend
 
         return recommend(self, user, n, strategy=strategy, exclude_rated=exclude_rated, titles=titles,
-                         interval=interval, random_seed=random_seed)
+                         interval=interval, random_seed=random_seed, at=at)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "users_"):

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="let --save replace an earlier save in that folder (other files there are kept)")
     r.add_argument("--allow-unseen", action="store_true",
                    help="recommend from the prior for a user absent from the data instead of failing")
+    r.add_argument("--at", default=None,
+                   help="methods with time effects (gibbs-time, gibbs-full): score the items at this time, "
+                        "Unix seconds or a date such as 1998-04-23 (default: the day after the last rating)")
     _csv_options(r)
     _sampler_options(r)
     return p
@@ -275,18 +278,31 @@ def _recommend(args) -> int:
         _check_save_target(args.save, args.overwrite)
     if args.data is not None:
         _check_data_path(args.data)
+    at = None
+    if args.at is not None:
+        from .gibbs.timefit import parse_time
+
+        at = parse_time(args.at)  # a bad time fails here, before any fit
     titles = None
     if args.model is not None:
         est = io.load(args.model)
         if args.data is not None:
             _check_model_matches_data(est, _recommend_data(args), args.model, args.data)
+        if at is not None:
+            from .recommend import scoring_time
+
+            scoring_time(est, at)  # a fit without time effects is refused here
     else:
         if args.method not in METHODS:
             print(f"bayes-mf: unknown method {args.method!r}; choose from {', '.join(METHODS)}",
                   file=sys.stderr)
             return 2
+        est = make_estimator(args.method, args.rank, args.seed, **sampling)
+        if at is not None and not getattr(est, "time_effects", None):
+            raise ValueError(f"--at applies to methods with time effects (gibbs-time, gibbs-full), "
+                             f"not {args.method!r}")
         ratings = _recommend_data(args)
-        est = make_estimator(args.method, args.rank, args.seed, **sampling).fit(ratings)
+        est = est.fit(ratings)
         if args.save:
             io.save(est, args.save, overwrite=args.overwrite)
             print(f"saved the fitted {args.method} to {args.save}")
@@ -300,12 +316,14 @@ def _recommend(args) -> int:
               f"{list(est.users_[:3])}); pass --allow-unseen to recommend from the prior", file=sys.stderr)
         return 2
     recs = est.recommend(user, args.n, strategy=args.strategy, exclude_rated=not args.include_rated,
-                         titles=titles)
+                         titles=titles, at=at)
     import pandas as pd
 
     with pd.option_context("display.width", 140, "display.max_colwidth", 50):
+        when = recs.attrs.get("at")
         print(f"top {args.n} for user {user!r} ({args.strategy}; interval = 90 % predictive"
-              f"{', unseen user: prior only' if recs.attrs.get('unseen_user') else ''}):")
+              f"{', unseen user: prior only' if recs.attrs.get('unseen_user') else ''}"
+              f"{'' if when is None else ', at ' + str(pd.Timestamp(when, unit='s'))}):")
         print(recs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 

@@ -15,6 +15,12 @@ matrix).  Strategies:
 
 ``ucb`` and ``thompson`` need a posterior; a point estimate has none and
 raises.
+
+A fit with time effects (``GibbsPMF(time_effects=...)``) scores the items at
+one time, ``at``: by default the day after its last training rating, a day
+no user rated on, so each per-user day effect is a draw from its prior
+(mean 0; its spread widens the intervals) and each item time bin is the
+last one.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["recommend"]
+__all__ = ["recommend", "scoring_time"]
 
 STRATEGIES = ("mean", "ucb", "thompson")
 
 
 def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_rated: bool = True,
-              titles=None, interval: float = 0.9, random_seed=None) -> pd.DataFrame:
+              titles=None, interval: float = 0.9, random_seed=None, at=None) -> pd.DataFrame:
     """Recommend ``n`` items to ``user`` (an original id).
 
     Parameters
@@ -42,6 +48,9 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
         e.g. :func:`bayes_mf.datasets.movielens_items` ``["title"]``
     interval : interval probability for the reported bounds (and for UCB)
     random_seed : seeds Thompson sampling
+    at : the time the items are scored for, for a fit with time effects
+        only: Unix seconds, or anything :class:`pandas.Timestamp` reads
+        (naive times are UTC); default: the day after the last training rating
 
     Returns
     -------
@@ -60,6 +69,7 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
     if strategy != "mean" and (draws is None or draws.n_draws < 2):
         raise ValueError(f"strategy {strategy!r} needs posterior draws; "
                          f"{type(estimator).__name__} gives a point estimate")
+    when = scoring_time(estimator, at)  # checked before any scoring
     code = int(estimator.users_.get_indexer([user])[0])
     n_items = len(estimator.items_)
     items = np.arange(n_items, dtype=np.int64)
@@ -75,15 +85,20 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
         def predictive(**kw):
             if own:
                 return estimator._predict_codes(ucode, items, interval=interval, random_seed=seed, **kw)
-            return posterior_predictive(draws, ucode, items, interval=interval, random_seed=seed, **kw)
+            return posterior_predictive(draws, ucode, items, interval=interval, random_seed=seed,
+                                        offset=_offset(estimator, ucode, items, when), **kw)
 
         pred = predictive()
         if strategy == "ucb":
             score = predictive(include_noise=False)["hi"]
         elif strategy == "thompson":
             rng = np.random.default_rng(seed)
-            one = draws.take([int(rng.integers(draws.n_draws))])
+            pick = int(rng.integers(draws.n_draws))
+            one = draws.take([pick])
             eta = linear_predictor(one, ucode, items, rng)[0]
+            offset = _offset(estimator, ucode, items, when, index=[pick])
+            if offset is not None:
+                eta = eta + offset(0, n_items, rng)[0]
             if one.link == "logistic":
                 lo, hi = one.scale
                 eta = lo + (hi - lo) / (1 + np.exp(-eta))
@@ -113,4 +128,21 @@ def recommend(estimator, user, n: int = 10, *, strategy: str = "mean", exclude_r
     out["hi"] = c(pred["hi"][order])
     out["score"] = score[order]
     out.attrs.update(user=user, strategy=strategy, unseen_user=code < 0)
+    if when is not None:
+        out.attrs["at"] = when
     return out
+
+
+def scoring_time(estimator, at):
+    """The Unix time the items are scored at: None for a fit without time effects."""
+    if getattr(estimator, "time_coding_", None) is not None:
+        return estimator._recommend_time(at)
+    if at is not None:
+        raise ValueError(f"at={at!r}: only a fit with time effects (GibbsPMF(time_effects=...)) scores "
+                         f"at a time; this {type(estimator).__name__} has none")
+    return None
+
+
+def _offset(estimator, ucode, icode, when, index=None):
+    """The time effects of the pairs at ``when`` per draw (``offset`` of posterior_predictive), or None."""
+    return None if when is None else estimator._offset_at(ucode, icode, when, index)

@@ -141,3 +141,19 @@ def test_compare_fold_and_predictions_errors(tmp_path, capsys):
     assert main(["compare", "--predictions", str(tmp_path / "file" / "p.csv"), "--methods", "baseline"]) == 2
     err = capsys.readouterr().err
     assert "--predictions" in err and "baseline: rmse" not in err
+
+
+def test_cli_recommend_at_is_checked_before_any_fit(capsys):
+    assert main(["recommend", "--user", "3", "--method", "als", "--at", "1998-01-01"]) == 2
+    assert "--at applies to methods with time effects" in capsys.readouterr().err
+    assert main(["recommend", "--user", "3", "--method", "gibbs-time", "--at", "next tuesday"]) == 2
+    assert "is not a time" in capsys.readouterr().err
+
+
+@pytest.mark.movielens
+def test_cli_recommend_with_time_effects_at_a_date(movielens_dir, capsys):
+    assert main(["recommend", "--user", "3", "--data", "ml-100k", "--method", "gibbs-time", "--n", "3",
+                 "--draws", "10", "--tune", "10", "--chains", "2", "--at", "1998-04-23"]) == 0
+    out = capsys.readouterr().out
+    assert "top 3 for user 3" in out and "at 1998-04-23 00:00:00" in out
+    assert len(out.strip().splitlines()) == 5

@@ -338,3 +338,70 @@ def test_a_time_effects_save_without_its_coding_is_refused(tmp_path):
     io.save(model, tmp_path / "m3")
     with pytest.raises(CorruptSaveError, match="no time coding"):
         io.load(tmp_path / "m3")
+
+
+def test_recommend_scores_every_item_at_one_time():
+    """recommend() of a time-effects fit: the means predict() gives at that time, from a date too."""
+    frame = _tiny(seed=5, n_users=12, n_items=16, n_days=4)
+    timed = GibbsPMF(2, time_effects="both", time_bins=2, draws=60, tune=30, chains=2, cores=1,
+                     random_seed=0).fit(frame)
+    code, user = timed.time_coding_, frame["user"].iloc[0]
+    # default: the day after training, a day nobody rated on (user-day effects from their prior)
+    recs = timed.recommend(user, 16, exclude_rated=False)
+    assert recs.attrs["at"] == code.t_max + DAY
+    new_day = pd.DataFrame({"user": user, "item": recs["item"], "timestamp": code.t_max + DAY})
+    np.testing.assert_allclose(recs["mean"], timed.predict(new_day)["mean"], rtol=1e-12)
+    # a day the user rated on: that day's effect moves every item's mean by the same amount
+    t_seen = int(frame.loc[frame["user"] == user, "timestamp"].iloc[0])
+    seen = timed.recommend(user, 16, exclude_rated=False, at=t_seen).set_index("item")
+    new = recs.set_index("item").loc[seen.index]
+    level = code.levels("user", np.array([timed.users_.get_loc(user)]), np.array([t_seen]))[0]
+    assert level >= 0
+    shift = float(timed.result_["posterior"]["time_user"][:, :, level].mean())
+    assert abs(shift) > 0.05  # the simulated day effects are large
+    old_bin = code.levels("item", np.arange(16), np.full(16, t_seen)) >= 0
+    new_bin = code.levels("item", np.arange(16), np.full(16, code.t_max + DAY)) >= 0
+    assert old_bin.any() and new_bin.any()
+    on_day = pd.DataFrame({"user": user, "item": seen.index, "timestamp": t_seen})
+    np.testing.assert_allclose(seen["mean"], timed.predict(on_day)["mean"], rtol=1e-12)
+    assert not np.allclose(seen["mean"], new["mean"])
+    # the same time as a date string (naive = UTC), and as float seconds
+    stamp = pd.Timestamp(t_seen, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    pd.testing.assert_frame_equal(timed.recommend(user, 16, exclude_rated=False, at=stamp).set_index("item"),
+                                  seen, check_like=True)
+    assert timed.recommend(user, 3, at=float(t_seen)).attrs["at"] == t_seen
+    # Thompson sampling and UCB include the time effects as well
+    for strategy in ("thompson", "ucb"):
+        a = timed.recommend(user, 16, exclude_rated=False, strategy=strategy, random_seed=3)
+        b = timed.recommend(user, 16, exclude_rated=False, strategy=strategy, random_seed=3, at=t_seen)
+        assert np.isfinite(a["score"]).all() and not np.allclose(np.sort(a["score"]), np.sort(b["score"]))
+    with pytest.raises(ValueError, match="at='soon' is not a time"):
+        timed.recommend(user, 3, at="soon")
+    with pytest.raises(ValueError, match="only a fit with time effects"):
+        GibbsPMF(2, draws=10, tune=5, chains=1, cores=1).fit(frame).recommend(user, 3, at=t_seen)
+
+
+def test_unseen_levels_share_one_prior_draw_when_asked():
+    """shared=True: pairs of one unseen level get one draw (a user's new day moves all items alike)."""
+    from bayes_mf.gibbs.timefit import offset_function
+
+    frame = _tiny(seed=4, n_users=5, n_items=6)
+    timed = GibbsPMF(2, time_effects="user", draws=40, tune=10, chains=1, cores=1, random_seed=1).fit(frame)
+    code, post = timed.time_coding_, timed.result_["posterior"]
+    t_new = code.t_max + 5 * DAY
+    u = np.array([0, 0, 0, 1, 1])
+    i = np.array([0, 1, 2, 0, 1])
+    t = np.full(5, t_new)
+    shared = offset_function(code, post, u, i, t, shared=True)(0, 5, np.random.default_rng(0))
+    apart = offset_function(code, post, u, i, t)(0, 5, np.random.default_rng(0))
+    assert np.array_equal(shared[:, 0], shared[:, 2]) and np.array_equal(shared[:, 3], shared[:, 4])
+    assert not np.array_equal(shared[:, 0], shared[:, 3])  # another user's new day: its own draw
+    assert not np.array_equal(apart[:, 0], apart[:, 1])
+    # either way each draw has the prior's spread: N(0, sigma_time_user^2) draw by draw
+    sd = post["sigma_time_user"].to_numpy().reshape(-1)
+    z = np.concatenate([shared[:, [0, 3]] / sd[:, None], apart / sd[:, None]], axis=1).ravel()
+    assert abs(z.mean()) < 0.25 and 0.75 < z.std() < 1.25
+    # chunks see the same shared draws as one call
+    f = offset_function(code, post, u, i, t, shared=True)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(np.hstack([f(0, 2, rng), f(2, 5, rng)]), shared)

@@ -91,7 +91,7 @@ class TimeCoding:
         self.n_parent = {"user": n_users, "item": n_items}
         self.keys = {}
         for side in self.sides:
-            key = self._key(side, user if side == "user" else item, t)
+            key = self.level_key(side, user if side == "user" else item, t)
             self.keys[side] = np.unique(key)
 
     @classmethod
@@ -119,13 +119,14 @@ class TimeCoding:
             return np.clip(((t - self.t_min) / width).astype(np.int64), 0, self.n_bins - 1)
         return t // DAY - self.day0  # < 0: a day before training began (never a level)
 
-    def _key(self, side: str, parent, t) -> np.ndarray:
+    def level_key(self, side: str, parent, t) -> np.ndarray:
+        """One int64 per (parent code, time) naming its level, seen in training or not."""
         # parents are < 2**31, bins/days well below 2**31: the pair packs into one int64
         return np.asarray(parent, dtype=np.int64) * (1 << 31) + self._bin(side, np.asarray(t, np.int64))
 
     def levels(self, side: str, parent, t) -> np.ndarray:
         """Level of each (parent code, time); ``-1`` where unseen (or the parent code is ``-1``)."""
-        key = self._key(side, parent, t)
+        key = self.level_key(side, parent, t)
         keys = self.keys[side]
         pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
         early = self._bin(side, np.asarray(t, np.int64)) < 0

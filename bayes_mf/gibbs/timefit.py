@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import Ratings
-from .effects import TIME_FAMILIES, TimeCoding
+from .effects import DAY, TIME_FAMILIES, TimeCoding
 
 TIME_COLUMN = "timestamp"
 
@@ -58,11 +58,38 @@ def need_timestamps(X, n: int, what: str) -> np.ndarray:
     return t
 
 
+def parse_time(at) -> int:
+    """A time as whole Unix seconds: an integer, or anything :class:`pandas.Timestamp` reads (naive = UTC).
+
+    Raises
+    ------
+    ValueError
+        ``at`` is neither (the message names the value).
+    """
+    if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+        return int(at)
+    if isinstance(at, (float, np.floating)):
+        if np.isfinite(at) and float(at).is_integer():
+            return int(at)
+    elif isinstance(at, str) and at.strip().lstrip("-").isdigit():
+        return int(at)
+    elif not isinstance(at, bool):
+        try:
+            ts = pd.Timestamp(at)
+        except (TypeError, ValueError):
+            ts = None
+        if ts is not None and not pd.isna(ts):
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+            return int(ts.timestamp())
+    raise ValueError(f"at={at!r} is not a time: pass whole Unix seconds or a date pandas.Timestamp reads "
+                     "(e.g. '1998-04-23')")
+
+
 def coding(sides: tuple, n_bins: int, r: Ratings, t: np.ndarray) -> TimeCoding:
     return TimeCoding(sides, n_bins, t, r.user, r.item, r.n_users, r.n_items)
 
 
-def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
+def offset_function(code: TimeCoding, post, ucode, icode, t, index=None, *, shared: bool = False):
     r"""The time effects of pairs in every posterior draw, as ``f(lo, hi, rng)`` -> (S, hi - lo).
 
     ``post`` is the result's posterior (variables ``time_<side>`` over levels,
@@ -70,7 +97,11 @@ def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
     draw) axis, as :meth:`PosteriorDraws.thin <bayes_mf.predict.PosteriorDraws.thin>`
     does.  A seen level contributes its draw; an unseen one a draw of its prior
     :math:`N(0, \sigma_f^2)` with that draw's :math:`\sigma_f`, or its mean 0 when
-    ``rng`` is None (the exact predictive mean).
+    ``rng`` is None (the exact predictive mean).  The prior draws are made per
+    pair, which gives each pair's predictive exactly; with ``shared=True`` pairs
+    of the same unseen level share one draw (all drawn at the first call with an
+    ``rng``), which keeps the joint draws right: one user's new day shifts all
+    of that user's items alike (:func:`bayes_mf.recommend.recommend`).
     """
     from .effects import TIME_FAMILIES
 
@@ -82,16 +113,28 @@ def offset_function(code: TimeCoding, post, ucode, icode, t, index=None):
         sd = post[f"sigma_{name}"].to_numpy().reshape(-1)
         if index is not None:
             e, sd = e[index], sd[index]
-        fams.append((e, sd, code.levels(side, ucode if side == "user" else icode, t)))
+        parent = ucode if side == "user" else icode
+        key = code.level_key(side, parent, t) if shared else None
+        fams.append((e, sd, code.levels(side, parent, t), key))
+    unseen_draws: dict = {}  # family -> (draws per unseen level, each pair's unseen level or -1)
 
     def f(lo: int, hi: int, rng) -> np.ndarray:
         out = 0.0
-        for e, sd, lev in fams:
+        for n, (e, sd, lev, key) in enumerate(fams):
             lv = lev[lo:hi]
             seen = lv >= 0
             part = e[:, np.maximum(lv, 0)] * seen
             if rng is not None and not seen.all():
-                part[:, ~seen] = sd[:, None] * rng.standard_normal((sd.size, int((~seen).sum())))
+                if key is None:
+                    part[:, ~seen] = sd[:, None] * rng.standard_normal((sd.size, int((~seen).sum())))
+                else:
+                    if n not in unseen_draws:
+                        new, which = np.unique(key[lev < 0], return_inverse=True)
+                        pos = np.full(lev.size, -1)
+                        pos[lev < 0] = which
+                        unseen_draws[n] = (sd[:, None] * rng.standard_normal((sd.size, new.size)), pos)
+                    z, pos = unseen_draws[n]
+                    part[:, ~seen] = z[:, pos[lo:hi][~seen]]
             out = out + part
         return out
 
@@ -137,6 +180,16 @@ class TimeEffectsMixin:
             # predict() filters the pairs by `keep` before _pair_offset sees their codes
             self._pred_time = need_timestamps(pairs, len(out[0]), "predict")[out[4]]
         return out
+
+    def _recommend_time(self, at):
+        """``at`` as whole Unix seconds; default: the day after the last training rating."""
+        return int(self.time_coding_.t_max) + DAY if at is None else parse_time(at)
+
+    def _offset_at(self, ucode, icode, when, index=None):
+        """The time effects of pairs all scored at Unix time ``when`` (draws ``index`` of the result)."""
+        t = np.full(len(ucode), int(when), dtype=np.int64)
+        return offset_function(self.time_coding_, self.result_["posterior"], ucode, icode, t,
+                               None if index is None else np.asarray(index, dtype=np.int64), shared=True)
 
     def _pair_offset(self, ucode, icode, draws):
         """The time effects of the pairs being predicted, per draw of ``draws`` (None without them)."""
