@@ -57,13 +57,28 @@ def _assert_same(a, b, sim):
 
 
 @pytest.mark.parametrize("kw", [{}, {"prior": "adaptive", "biases": False},
-                                {"prior": "fixed", "global_mean": False, "threads": 2}])
+                                {"prior": "fixed", "global_mean": False, "threads": 2},
+                                {"implicit": "both"}, {"implicit": "user", "interweave": False}])
 def test_dask_gives_the_single_process_numbers(sim, client, kw):
     one = _fit(sim, backend="numba", **kw)
     dask = _fit(sim, backend="dask", client=client, **kw)
     _assert_same(one, dask, sim)
     assert dask.result_.attrs["backend"] == "dask"
     assert dask.n_sweeps_ == one.n_sweeps_ == 12
+
+
+def test_dask_with_side_features_gives_the_single_process_numbers(sim, client):
+    """Feature steps run on the client from the rows' Gram matrices the workers send back."""
+    rng = np.random.default_rng(0)
+    users = pd.DataFrame({"a": rng.normal(size=len(sim.ratings.users)),
+                          "g": rng.integers(0, 2, len(sim.ratings.users))}, index=sim.ratings.users)
+    items = pd.DataFrame({"b": rng.normal(size=len(sim.ratings.items))}, index=sim.ratings.items)
+    fits = [GibbsPMF(3, backend=backend, client=client if backend == "dask" else None, implicit="item",
+                     **KW).fit(sim.ratings, user_features=users, item_features=items)
+            for backend in ("numba", "dask")]
+    model = fits[1].result_.attrs["model"]
+    assert "user features" in model and "item features" in model
+    _assert_same(*fits, sim)  # U, V: the effective rows, feature vectors included
 
 
 def test_scheduler_address_and_default_client(sim, cluster, client):
@@ -113,11 +128,10 @@ def test_bounds_split_rows_by_ratings():
 def test_bad_combinations_raise(sim, client):
     with pytest.raises(ValueError, match="client is used only with backend='dask'"):
         _fit(sim, backend="numba", client=client)
-    with pytest.raises(ValueError, match="does not support implicit feedback"):
-        _fit(sim, backend="dask", client=client, implicit="user")
-    features = pd.DataFrame({"x": 1.0}, index=sim.ratings.users)
-    with pytest.raises(ValueError, match="does not support implicit feedback or side features"):
-        GibbsPMF(3, backend="dask", client=client, **KW).fit(sim.ratings, user_features=features)
+    with pytest.raises(ValueError, match="does not support time effects or the ordinal likelihood"):
+        _fit(sim, backend="dask", client=client, likelihood="ordinal")
+    with pytest.raises(ValueError, match="does not support time effects"):
+        _fit(sim, backend="dask", client=client, time_effects="user")
     with pytest.raises(ValueError, match="client must be None, a scheduler address or a distributed"):
         _fit(sim, backend="dask", client=42)
     with pytest.raises(ValueError, match="backend must be 'auto', 'numba', 'numpy' or 'dask'"):

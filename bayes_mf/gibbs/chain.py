@@ -196,13 +196,8 @@ class Sweeper(MovesMixin):
         other = s.X["item" if side == "user" else "user"]
         X, f, by, k = s.X[side], self.feats[side], self.by[side], self.k
         P, m = self._prior(s, side)
-        pm = np.empty_like(X)
-        pm[:] = m
-        if f is not None:
-            pm += f.A @ s.W[side]
+        pm = self._prior_rows(s, side, m)
         z = normals(s.key, STREAMS[side], s.sweep, X.shape[0], X.shape[1], backend=self.st.backend)
-        zf = (normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
-              if f is not None else None)
         store = f is not None
         other_F = np.ascontiguousarray(other[:, :k])
         other_b = np.ascontiguousarray(other[:, k]) if self.ub else np.zeros(other.shape[0])
@@ -216,14 +211,26 @@ class Sweeper(MovesMixin):
             X[...] = kernels._side_step_numpy(by, other_F, other_b, s.mu, self.ub, P, pm, s.tau, z,
                                               G if store else None, h if store else None, X,
                                               -self.st.overrelax)
-        if f is None:
-            return X.copy()
+        return X.copy() if f is None else self._feature_steps(s, side, P, m)
+
+    def _prior_rows(self, s: ChainState, side: str, m) -> np.ndarray:
+        """Each row's prior mean: the own parts' mean plus its features' vectors, m + A_i W."""
+        pm = np.empty_like(s.X[side])
+        pm[:] = m
+        if self.feats[side] is not None:
+            pm += self.feats[side].A @ s.W[side]
+        return pm
+
+    def _feature_steps(self, s: ChainState, side: str, P, m) -> np.ndarray:
+        """Steps 2-3, after the rows' draw stored their Gram matrices: the feature vectors; the own parts."""
+        f = self.feats[side]
+        zf = normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
         prec_rows = s.prec_feat[side][f.groups]
-        self._feature_step_own(s, side, G, h, prec_rows, zf)
+        self._feature_step_own(s, side, self.G_store[side], self.h_store[side], prec_rows, zf)
         if self.st.interweave:
             # after the own-held draw: in the other order pred_check mixed several times slower (a u1 probe)
             self._feature_step_rows(s, side, P, m, prec_rows)
-        return X - f.A @ s.W[side]
+        return s.X[side] - f.A @ s.W[side]
 
     def _feature_step_own(self, s: ChainState, side: str, G, h, prec_rows, zf) -> None:
         """Step 2: each W_l given the own parts (the rows move with it), through the likelihood."""

@@ -18,9 +18,13 @@ its counter-based normals, keyed by its global row index
 rows are summed on the client, in row order, on one thread -- the same
 additions in the same order as in one process.
 
-First version: implicit feedback and side features (their steps run
-sequentially over features and need every row's Gram matrix) are refused,
-and chains run one after another on the cluster.
+Feature vectors (implicit feedback, side features): their steps run
+sequentially over the features and need every row's likelihood precision
+G_i (d x d) and shift h_i, so the workers send those back with the rows and
+the feature steps run on the client -- n d^2 floats gathered per half-sweep
+(1.6 MB for MovieLens 100K's items at rank 10), the same numbers again.
+Not yet: time effects and the ordinal likelihood (refused); chains run one
+after another on the cluster.
 """
 
 from __future__ import annotations
@@ -98,19 +102,26 @@ def _bounds(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------- worker tasks (top level: picklable)
 def _side_task(part: _Part, other_F, other_b, mu, use_bias, P, m, tau, key, stream, sweep, threads,
-               current, alpha):
-    """One partition's side step (kernels._side_step_numba); returns (ok, new rows)."""
+               current, alpha, store):
+    """One partition's side step (kernels._side_step_numba); returns (ok, new rows, G, h).
+
+    ``m`` is the prior mean of every row (one d-vector) or of each row
+    (all rows, ``n x d``: with feature vectors).  With ``store`` the rows'
+    likelihood precisions G and shifts h come back too (the feature steps on
+    the client need them); otherwise G and h are None.
+    """
     d = other_F.shape[1] + use_bias
     n = part.n_rows
     pm = np.empty((n, d))
-    pm[:] = m
+    pm[:] = m[part.row0:part.row0 + n] if np.ndim(m) == 2 else m
     # the normals of these rows by their global index: the numbers the single process draws for them
     z = normals(key, stream, sweep, n, d, row0=part.row0, backend="numba")
     out = np.array(current[part.row0:part.row0 + n], dtype=np.float64)  # the over-relaxation reads them
+    G, h = (np.empty((n, d, d)), np.empty((n, d))) if store else (np.empty((1, 1, 1)), np.empty((1, 1)))
     with kernels.numba_threads(threads):
         ok = kernels._side_step_numba(part.indptr, part.cols, part.vals, other_F, other_b, mu, use_bias, P,
-                                      pm, tau, z, out, False, np.empty((1, 1, 1)), np.empty((1, 1)), alpha)
-    return bool(ok), out
+                                      pm, tau, z, out, store, G, h, alpha)
+    return (bool(ok), out, G, h) if store else (bool(ok), out, None, None)
 
 
 def _residual_task(part: _Part, F_row, F_col, b_row, b_col, mu, use_bias, threads):
@@ -146,9 +157,6 @@ class DaskSweeper(Sweeper):
     """
 
     def __init__(self, problem: dict, st, client):
-        if problem.get("user_features") is not None or problem.get("item_features") is not None:
-            raise ValueError("backend='dask' does not support implicit feedback or side features yet "
-                             "(their steps need every row's Gram matrix); use backend='numba' for them")
         if not kernels.HAVE_NUMBA:
             raise ValueError("backend='dask' runs the compiled kernels on the workers: install numba")
         # the client-side parts (noise, hyper-parameters, moves) are those of the compiled backend
@@ -181,20 +189,25 @@ class DaskSweeper(Sweeper):
         return [self.client.scatter(np.ascontiguousarray(a), broadcast=True, hash=False) for a in arrays]
 
     def side_step(self, s, side: str) -> np.ndarray:
-        """Draw one side's rows on the workers (step 1); return them (no features: own = effective)."""
+        """Draw one side's rows on the workers (step 1), then its feature vectors here; the own parts."""
         other = s.X["item" if side == "user" else "user"]
-        k = self.k
+        k, f = self.k, self.feats[side]
         P, m = self._prior(s, side)
         other_b = other[:, k] if self.ub else np.zeros(other.shape[0])
-        F, b, cur = self._broadcast(other[:, :k], other_b, s.X[side])
-        results = self._map(side, _side_task, F, b, s.mu, self.ub, P, m, s.tau, s.key, STREAMS[side],
-                            s.sweep, self.threads, cur, -self.st.overrelax)
+        # with feature vectors each row has its own prior mean, broadcast like the rows
+        F, b, cur, M = self._broadcast(other[:, :k], other_b, s.X[side],
+                                       m if f is None else self._prior_rows(s, side, m))
+        results = self._map(side, _side_task, F, b, s.mu, self.ub, P, M, s.tau, s.key, STREAMS[side],
+                            s.sweep, self.threads, cur, -self.st.overrelax, f is not None)
         X = s.X[side]
-        for (_, (r0, r1), _), (ok, rows) in zip(self.parts[side], results, strict=True):
+        for (_, (r0, r1), _), (ok, rows, G, h) in zip(self.parts[side], results, strict=True):
             if not ok:
                 raise FloatingPointError(f"non positive-definite {side} precision matrix")
             X[r0:r1] = rows
-        return X.copy()
+            if f is not None:
+                self.G_store[side][r0:r1] = G
+                self.h_store[side][r0:r1] = h
+        return X.copy() if f is None else self._feature_steps(s, side, P, m)
 
     def _residuals(self, mu: float, Uf, Vf, bu, bv) -> tuple[float, float]:
         """Per-row residual sums on the workers; the totals here, in user order (as in one process)."""

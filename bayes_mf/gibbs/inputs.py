@@ -128,10 +128,9 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
                          "or 'numpy'")
     if est.client is not None and est.backend != "dask":
         raise ValueError(f"client is used only with backend='dask', got backend={est.backend!r}")
-    if est.backend == "dask" and (implicit[est.implicit] or est.side_features or est.time_effects
-                                  or est.likelihood != "gaussian"):
-        raise ValueError("backend='dask' does not support implicit feedback, side features, time effects "
-                         "or the ordinal likelihood yet; use backend='numba'")
+    if est.backend == "dask" and (est.time_effects or est.likelihood != "gaussian"):
+        raise ValueError("backend='dask' does not support time effects or the ordinal likelihood yet; "
+                         "use backend='numba'")
     positive("sigma", allow_none=True)
     if isinstance(est.target_rhat, bool) or not (isinstance(est.target_rhat, (int, float))
                                                   and est.target_rhat > 1.0):
