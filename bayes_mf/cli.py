@@ -340,8 +340,11 @@ def _recommend_data(args):
         return default_synthetic(args.seed).ratings
     if args.data in _ML100K:
         from .datasets import load_movielens
+        from .sideinfo import attach_features
 
-        return load_movielens("100k")
+        ratings = load_movielens("100k")
+        attach_features(ratings)  # the user and item attributes gibbs-side and gibbs-full fit on
+        return ratings
     return Ratings.from_csv(args.data, **_csv_kw(args))
 
 

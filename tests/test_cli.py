@@ -152,7 +152,8 @@ def test_cli_recommend_at_is_checked_before_any_fit(capsys):
 
 @pytest.mark.movielens
 def test_cli_recommend_with_time_effects_at_a_date(movielens_dir, capsys):
-    assert main(["recommend", "--user", "3", "--data", "ml-100k", "--method", "gibbs-time", "--n", "3",
+    """gibbs-full on ML-100K: the attributes ride with the data, the items are scored at the date."""
+    assert main(["recommend", "--user", "3", "--data", "ml-100k", "--method", "gibbs-full", "--n", "3",
                  "--draws", "10", "--tune", "10", "--chains", "2", "--at", "1998-04-23"]) == 0
     out = capsys.readouterr().out
     assert "top 3 for user 3" in out and "at 1998-04-23 00:00:00" in out
