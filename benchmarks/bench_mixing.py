@@ -5,6 +5,7 @@
     python benchmarks/bench_mixing.py --vary factor_means    # BPMF means learned vs fixed at 0
     python benchmarks/bench_mixing.py --vary overrelax --values 0,0.5,0.7,0.85
     python benchmarks/bench_mixing.py --vary interweave --implicit both --sweeps 2000
+    python benchmarks/bench_mixing.py --vary implicit_bias --implicit both --sweeps 2000
 
 Both runs use the same data, seed, chains (4, in 2 processes) and lengths (500 burn-in sweeps,
 then every sweep kept; factors not stored). For each identifiable quantity the table gives the
@@ -15,7 +16,8 @@ sweep of one chain.  ``--vary factor_means`` compares, with the moves on, BPMF w
 factor means against means fixed at 0 (``GibbsPMF(factor_means=False)``) and adds the test RMSE;
 ``--vary overrelax`` does the same for the over-relaxation of the row draws (``GibbsPMF(overrelax=)``),
 with the worst of bulk and tail ESS per sweep; ``--vary interweave`` the same for the interweaved
-feature draws (``GibbsPMF(interweave=)``; it matters only with ``--implicit``).
+feature draws (``GibbsPMF(interweave=)``; it matters only with ``--implicit``), and
+``--vary implicit_bias`` for the implicit vectors' bias coordinate (``GibbsPMF(implicit_bias=)``).
 """
 
 import os
@@ -52,13 +54,14 @@ def main():
     ap.add_argument("--implicit", default="none", choices=["none", "user", "item", "both"])
     ap.add_argument("--prior", default="bpmf", choices=["bpmf", "adaptive"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vary", default="moves", choices=["moves", "factor_means", "overrelax", "interweave"])
+    ap.add_argument("--vary", default="moves", choices=["moves", "factor_means", "overrelax", "interweave",
+                                                      "implicit_bias"])
     ap.add_argument("--values", default=None,
                     help="--vary overrelax: the values to compare (default 0,0.7); interweave: False,True")
     args = ap.parse_args()
     if args.vary == "factor_means":
         return vary_factor_means(args)
-    if args.vary in ("overrelax", "interweave"):
+    if args.vary in ("overrelax", "interweave", "implicit_bias"):
         return vary_option(args, args.vary)
 
     from bayes_mf import GibbsPMF

@@ -2,39 +2,46 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_myfm.py"
-PINNED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def _load_script(monkeypatch):
-    # the script pins thread pools through os.environ when loaded: give the later tests theirs back
-    for var in PINNED:
-        if var in os.environ:
-            monkeypatch.setenv(var, os.environ[var])
-        else:
-            monkeypatch.delenv(var, raising=False)
-    spec = importlib.util.spec_from_file_location("bench_myfm", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _run(args, cwd):
+    """The script in its own process: it pins the thread pools (numba's too) for itself, not the suite."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
 
 
-def test_bench_myfm_rows_and_summary(movielens_dir, tmp_path, monkeypatch, capsys):
+def _constants():
+    import ast
+
+    tree = ast.parse(SCRIPT.read_text())
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("METHODS", "ORDINAL", "PEER"):
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def test_bench_myfm_rows_and_summary(movielens_dir, tmp_path):
     pytest.importorskip("myfm")
-    bench = _load_script(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    rows = bench.main(["--folds", "1", "--sweeps", "8", "--burn-in", "3", "--max-users", "60"])
-    out = capsys.readouterr().out
-    assert list(tmp_path.iterdir()) == []  # nothing written unless asked
-
+    bench = type("Bench", (), _constants())
+    path = tmp_path / "rows.json"
+    out = _run(["--folds", "1", "--sweeps", "8", "--burn-in", "3", "--max-users", "60", "--json", str(path)],
+               tmp_path)
+    assert list(tmp_path.iterdir()) == [path]  # nothing written but what was asked for
+    rows = json.loads(path.read_text())
     assert [r["method"] for r in rows] == list(bench.METHODS)  # fold 1 is odd: ours before each peer
     for r in rows:
         assert r["fold"] == 1 and r["sweeps"] == 8 and r["burn_in"] == 3 and r["chains"] == 1
@@ -54,9 +61,8 @@ def test_bench_myfm_rows_and_summary(movielens_dir, tmp_path, monkeypatch, capsy
                                                        abs=1e-4)
         assert ("x " + bench.PEER[m] in line) if m in bench.PEER else (" x " not in line)
 
-    # --json writes the same rows; --methods keeps a subset, still paired
-    path = tmp_path / "rows.json"
-    rows = bench.main(["--folds", "1", "--sweeps", "4", "--burn-in", "1", "--max-users", "30",
-                       "--methods", "myfm,gibbs", "--json", str(path)])
-    assert [r["method"] for r in rows] == ["gibbs", "myfm"]
-    assert json.loads(path.read_text()) == rows
+    # --methods keeps a subset, still paired
+    path = tmp_path / "subset.json"
+    _run(["--folds", "1", "--sweeps", "4", "--burn-in", "1", "--max-users", "30", "--methods", "myfm,gibbs",
+          "--json", str(path)], tmp_path)
+    assert [r["method"] for r in json.loads(path.read_text())] == ["gibbs", "myfm"]

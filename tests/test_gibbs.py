@@ -252,11 +252,12 @@ def test_feature_conditional_matches_dense_solve(backend):
     X1, W1 = X.copy(), W.copy()
     z = np.zeros((n_items, d))
     if backend == "numpy":
-        _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z)
+        _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z, np.full(n_items, d))
     else:
         from bayes_mf.gibbs import _feature_step_numba
 
-        assert _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z, 0.0)
+        assert _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X1, W1, prec, z,
+                                   np.full(n_items, d, dtype=np.int64), 0.0)
     # W_0 is updated first, so its value is the conditional mean (z = 0) given the initial state
     Xw = X.copy()
     Xw += np.outer(A.toarray()[:, 0], cond_mean - W[0])

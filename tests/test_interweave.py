@@ -29,11 +29,12 @@ def _problem(seed=1, n=12, n_feat=6, d=3):
                 m=rng.normal(size=d), prec=rng.uniform(0.5, 2.0, (n_feat, d)))
 
 
-def _step(family, pr, W, z, alpha=0.0):
+def _step(family, pr, W, z, alpha=0.0, dims=None):
     A = pr["A"]
     kern = kernels._feature_step_centred_numba if family == "numba" else kernels._feature_step_centred_numpy
+    dims = np.full(W.shape[0], W.shape[1], dtype=np.int64) if dims is None else dims
     ok = kern(A.indptr.astype(np.int64), A.indices.astype(np.int64), A.data.astype(np.float64), pr["X"], W,
-              pr["P"], pr["m"], pr["prec"], z, alpha)
+              pr["P"], pr["m"], pr["prec"], z, dims, alpha)
     assert ok is None or ok
 
 
@@ -61,6 +62,38 @@ def test_rows_held_draw_is_the_exact_conditional(family):
     np.testing.assert_allclose(cov, np.linalg.inv(Q), rtol=1e-10, atol=1e-12)
     # the effective rows stay; only the own parts X - A W move
     np.testing.assert_array_equal(pr["X"], X)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_factor_only_vectors_keep_their_bias_coordinate_at_zero(family):
+    """dims[l] = d - 1: W_0's leading block is drawn from its conditional given W_0[-1] = 0, in both steps."""
+    pr = _problem(seed=4)
+    A, X, W, P, m = pr["A"].toarray(), pr["X"], pr["W"].copy(), pr["P"], pr["m"]
+    W[:, -1] = 0.0
+    k = W.shape[1] - 1
+    dims = np.full(len(W), k, dtype=np.int64)
+    a = A[:, 0]
+    rest = X - m - A @ W + np.outer(a, W[0])
+    Q = np.diag(pr["prec"][0]) + (a @ a) * P
+    mean = np.linalg.solve(Q[:k, :k], (P @ (a @ rest))[:k])
+    W1 = W.copy()
+    _step(family, pr, W1, np.ones_like(W) * 0.0, dims=dims)
+    np.testing.assert_allclose(W1[0, :k], mean, rtol=1e-10, atol=1e-12)
+    W2 = W.copy()
+    _step(family, pr, W2, np.random.default_rng(1).normal(size=W.shape), alpha=-0.7, dims=dims)
+    assert (W1[:, -1] == 0).all() and (W2[:, -1] == 0).all() and not np.allclose(W2[:, :k], W1[:, :k])
+    # step 2 (own parts held): the bias coordinate stays at 0 and the rows do not move along it
+    rng = np.random.default_rng(6)
+    B = rng.normal(size=(A.shape[0], k + 1, k + 1))
+    G = np.einsum("npq,nrq->npr", B, B) + np.eye(k + 1)
+    G = 0.5 * (G + np.swapaxes(G, 1, 2))
+    h = rng.normal(size=(A.shape[0], k + 1))
+    kern = kernels._feature_step_numba if family == "numba" else kernels._feature_step_numpy
+    Xo, Wo = X.copy(), W.copy()
+    csc = pr["A"]
+    kern(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.float64), G, h, Xo, Wo,
+         pr["prec"], rng.normal(size=W.shape), dims, -0.7)
+    assert (Wo[:, -1] == 0).all() and np.array_equal(Xo[:, -1], X[:, -1]) and not np.allclose(Wo, W)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -95,7 +128,7 @@ def test_own_held_feature_draw_is_overrelaxed_too(family):
 
     def first(z, alpha):
         X, W = pr["X"].copy(), pr["W"].copy()
-        kern(*args, X, W, pr["prec"], z, alpha)
+        kern(*args, X, W, pr["prec"], z, np.full(len(W), d, dtype=np.int64), alpha)
         return W[0]
 
     zero = np.zeros_like(pr["W"])

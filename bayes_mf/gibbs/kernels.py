@@ -89,10 +89,11 @@ def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_stor
     return np.linalg.solve(np.swapaxes(L, -1, -2), w)[..., 0] + alpha * x_old
 
 
-def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z, alpha=0.0):
+def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z, dims, alpha=0.0):
     """Sequential draws of every feature vector W_l (module docstring, step 2); updates X, W.
 
     ``alpha`` over-relaxes each draw as the row draws are: m + alpha (W_l - m) + sqrt(1 - alpha^2) L^-T z.
+    Only the leading ``dims[l]`` coordinates of W_l are drawn (the rest, a bias column held at 0, stay).
     """
     for l in range(W.shape[0]):
         s, e = f_indptr[l], f_indptr[l + 1]
@@ -101,12 +102,12 @@ def _feature_step_numpy(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, 
         rest = X[rows] - a[:, None] * W[l]
         Q = np.diag(prec[l]) + np.einsum("n,npq->pq", a * a, G)
         q = a @ (h_store[rows] - np.einsum("npq,nq->np", G, rest))
-        new = _draw(np.linalg.cholesky(Q), q, z[l], W[l], alpha)
+        new = _draw(Q, q, z[l], W[l], alpha, dims[l])
         X[rows] += a[:, None] * (new - W[l])
         W[l] = new
 
 
-def _feature_step_centred_numpy(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, alpha=0.0):
+def _feature_step_centred_numpy(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, dims, alpha=0.0):
     """Sequential draws of every W_l given the effective rows X (module docstring, step 2b); updates W.
 
     With X held, W_l meets the data only through the own parts' prior
@@ -120,18 +121,20 @@ def _feature_step_centred_numpy(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, a
         saa = float(a @ a)
         Q = np.diag(prec[l]) + saa * P
         q = P @ (a @ R[rows] + saa * W[l])
-        new = _draw(np.linalg.cholesky(Q), q, z[l], W[l], alpha)
+        new = _draw(Q, q, z[l], W[l], alpha, dims[l])
         R[rows] -= a[:, None] * (new - W[l])
         W[l] = new
 
 
-def _draw(L, h, z, x, alpha):
-    """N(m, (L L^T)^-1) with m = (L L^T)^-1 h, drawn over-relaxed from x.
+def _draw(Q, h, z, x, alpha, n):
+    """The leading ``n`` coordinates of x drawn from N(Q^-1 h, Q^-1) restricted to them, over-relaxed.
 
-    m + alpha (x - m) + sqrt(1 - alpha^2) L^-T z; alpha = 0 is the plain draw.
+    m + alpha (x - m) + sqrt(1 - alpha^2) L^-T z with L L^T = Q[:n, :n]; the other coordinates of x are kept.
     """
-    w = (1.0 - alpha) * np.linalg.solve(L, h) + math.sqrt(1.0 - alpha * alpha) * z
-    return np.linalg.solve(L.T, w) + alpha * x
+    L, out = np.linalg.cholesky(Q[:n, :n]), x.copy()
+    w = (1.0 - alpha) * np.linalg.solve(L, h[:n]) + math.sqrt(1.0 - alpha * alpha) * z[:n]
+    out[:n] = np.linalg.solve(L.T, w) + alpha * x[:n]
+    return out
 
 
 def _residual_numpy(user, item, rating, mu, U, V, ub, vb, use_bias, ru, ri):
@@ -311,7 +314,7 @@ if HAVE_NUMBA:
         return ok.all()
 
     @_jit
-    def _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z,
+    def _feature_step_numba(f_indptr, f_rows, f_vals, G_store, h_store, X, W, prec, z, dims,
                             alpha):  # pragma: no cover - compiled
         n_feat, d = W.shape
         w = np.empty(d)
@@ -345,7 +348,7 @@ if HAVE_NUMBA:
                     q[p] += a * t[p]
             for p in range(d):
                 new[p] = W[l, p]  # the over-relaxed draw starts from the current value
-            ok &= _chol_solve_draw(Q, q, z[l], d, new, alpha, w)
+            ok &= _chol_solve_draw(Q, q, z[l], dims[l], new, alpha, w)  # the leading dims[l] coordinates
             for n in range(f_indptr[l], f_indptr[l + 1]):
                 i = f_rows[n]
                 a = f_vals[n]
@@ -356,7 +359,7 @@ if HAVE_NUMBA:
         return ok
 
     @_jit
-    def _feature_step_centred_numba(f_indptr, f_rows, f_vals, X, W, P, m, prec, z,
+    def _feature_step_centred_numba(f_indptr, f_rows, f_vals, X, W, P, m, prec, z, dims,
                                     alpha):  # pragma: no cover - compiled
         n_feat, d = W.shape
         R = np.empty_like(X)  # own parts minus their prior mean: X - m - A W
@@ -395,7 +398,7 @@ if HAVE_NUMBA:
                 q[p] = acc
                 Q[p, p] += prec[l, p]
                 new[p] = W[l, p]  # the over-relaxed draw starts from the current value
-            ok &= _chol_solve_draw(Q, q, z[l], d, new, alpha, w)
+            ok &= _chol_solve_draw(Q, q, z[l], dims[l], new, alpha, w)
             for p in range(d):
                 t[p] = new[p] - W[l, p]
                 W[l, p] = new[p]

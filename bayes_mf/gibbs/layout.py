@@ -57,7 +57,7 @@ class _Side:
 class _Features:
     """Feature matrix A of one side (rows = users or items) with its column (CSC) layout."""
 
-    def __init__(self, A: sp.csr_matrix, groups: np.ndarray):
+    def __init__(self, A: sp.csr_matrix, groups: np.ndarray, group_bias: np.ndarray | None = None):
         self.A = A.tocsr()
         csc = self.A.tocsc()
         csc.sort_indices()
@@ -66,6 +66,9 @@ class _Features:
         self.f_vals = csc.data.astype(np.float64)
         self.groups = groups  # group id per feature column
         self.n_groups = int(groups.max()) + 1 if groups.size else 0
+        # whether each group's vectors have a bias coordinate (else it is held at 0: factors only)
+        self.group_bias = np.ones(self.n_groups, bool) if group_bias is None else np.asarray(group_bias, bool)
+        self.bias_cols = self.group_bias[groups]
         self.n = A.shape[1]
         # each row's total weight on each group (the own-vs-feature shift of gibbs.moves)
         self.group_weight = [np.asarray(self.A[:, groups == g].sum(axis=1)).ravel()

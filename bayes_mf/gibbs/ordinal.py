@@ -376,9 +376,9 @@ def _scale_prior(sw, s) -> ScalePrior:
             W, prec = s.W[side], s.prec_feat[side][f.groups]
             Q += float(np.sum(prec[:, :k] * W[:, :k] ** 2))
             D += 0.5 * W[:, :k].size
-            if ub:
+            if ub:  # the bias coordinates that are free (not held at 0)
                 A += float(np.sum(prec[:, k] * W[:, k] ** 2))
-                D += W.shape[0]
+                D += int(f.bias_cols.sum())
     return ScalePrior(A=A, Q=Q, L=L, D=D)
 
 

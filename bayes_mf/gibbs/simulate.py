@@ -75,7 +75,7 @@ def _own_rows(rng, n: int, k: int, prior: str, biases: bool, a0: float, b0: floa
 
 def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, density: float = 0.4,
                    prior: str = "bpmf", factor_means: bool | None = True, biases: bool = True,
-                   global_mean: bool = True, implicit=False,
+                   global_mean: bool = True, implicit=False, implicit_bias: bool = False,
                    sigma: float | None = None, sigma_u: float = 1.0, sigma_v: float = 1.0,
                    sigma_bias: float = 1.0, gamma_prior: tuple = (1.0, 1.0), n_heldout: int = 5,
                    likelihood: str = "gaussian", n_levels: int = 5, random_seed=None) -> PriorDraw:
@@ -128,6 +128,8 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
             d = own.shape[1]
             lam = rng.gamma(a0, 1.0 / b0, d) if prior != "fixed" else np.full(d, 1.0 / sd**2)
             W = rng.normal(0.0, 1.0, (n_other, d)) / np.sqrt(lam)
+            if biases and not implicit_bias:
+                W[:, k] = 0.0  # factors only (GibbsPMF's default); the same draws otherwise
             X[side] = own + _implicit_matrix(rows, cols, n, n_other) @ W
     eta = mu + np.einsum("nk,nk->n", X["user"][user, :k], X["item"][item, :k])
     if biases:

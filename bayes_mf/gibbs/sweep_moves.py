@@ -76,8 +76,9 @@ class MovesMixin:
     def _offset_move(self, s: ChainState, own: dict) -> None:
         """Jointly shift mu, the bias means and the bias part of feature groups (moves.shift_offsets)."""
         k = self.k
+        # only the groups with a bias coordinate share the offsets (the others hold it at 0)
         groups = [(side, g) for side in SIDES if self.feats[side] is not None
-                  for g in range(self.feats[side].n_groups)]
+                  for g in range(self.feats[side].n_groups) if self.feats[side].group_bias[g]]
         m = 2 + len(groups)
         blocks = [(np.array([s.mu]), np.r_[1.0, 1.0, np.zeros(m - 2)][None, :], MU_PRIOR_PREC)]
         for col, side in enumerate(SIDES):
@@ -109,8 +110,12 @@ class MovesMixin:
             P, m = self._prior(s, side)
             for g in range(f.n_groups):
                 mask = f.groups == g
-                z = shift_features(s.rng, s.W[side][mask], s.prec_feat[side][g], own[side], m, P,
-                                   f.group_weight[g])
+                # without a bias coordinate the shift moves the factors only: P is block-diagonal
+                # (factors, bias), so the leading block's conditional is exact
+                n = self.d if f.group_bias[g] else self.k
+                z = np.zeros(self.d)
+                z[:n] = shift_features(s.rng, s.W[side][mask][:, :n], s.prec_feat[side][g][:n],
+                                       own[side][:, :n], m[:n], P[:n, :n], f.group_weight[g])
                 s.W[side][mask] += z
                 own[side] -= np.outer(f.group_weight[g], z)
 
