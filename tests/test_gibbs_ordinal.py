@@ -318,6 +318,7 @@ def test_pymc_ordinal_twin_runs_map_and_advi(link):
 
 
 @pytest.mark.parametrize("options", [dict(prior="bpmf", implicit="both"), dict(prior="adaptive"),
+                                     dict(prior="bpmf", implicit="user", implicit_bias=True),
                                      dict(prior="fixed", biases=False, global_mean=False)])
 def test_joint_rescaling_prior_terms_match_the_log_prior(options):
     """The g-dependent prior terms of the rescaling move (A, Q, L) equal the brute-force change of the
@@ -365,9 +366,10 @@ def test_joint_rescaling_prior_terms_match_the_log_prior(options):
     np.testing.assert_allclose(sw.linear_predictor(moved), g * eta0, rtol=1e-12, atol=1e-12)
     expected = -0.5 * prior.A * (g * g - 1) - 0.5 * prior.Q * (g - 1) + prior.L * (np.sqrt(g) - 1)
     assert log_prior(moved) - log_prior(s) == pytest.approx(expected, rel=1e-9, abs=1e-9)
-    n_coords = int(st.global_mean) + sum(
-        X.shape[0] * (ub + 0.5 * k) for side in ("user", "item")
-        for X in (s.X[side], s.W[side]) if X is not None)
+    # every row's coordinates, and the feature vectors' factors and free bias coordinates
+    n_coords = int(st.global_mean) + sum(s.X[side].shape[0] * (ub + 0.5 * k) for side in ("user", "item"))
+    n_coords += sum(s.W[side].shape[0] * 0.5 * k + ub * int(sw.feats[side].bias_cols.sum())
+                    for side in ("user", "item") if s.W[side] is not None)
     assert prior.D == pytest.approx(n_coords)
 
 

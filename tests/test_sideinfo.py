@@ -87,13 +87,15 @@ def _ratings(n_users=5, n_items=4, seed=0):
 def test_groups_follow_the_first_column_level(tables):
     uf, itf = tables
     r = _ratings()
-    A, groups = feature_block("user", r, True, uf)
+    A, groups, bias = feature_block("user", r, True, uf, implicit_bias=False)
     # implicit feedback (one column per item) is group 0, then age, gender, occupation, zip
     assert A.shape == (r.n_users, r.n_items + uf.shape[1])
     assert list(np.unique(groups)) == [0, 1, 2, 3, 4]
     assert np.sum(groups == 2) == uf["gender"].shape[1]
-    _, g_items = feature_block("item", r, False, itf)
-    assert list(np.unique(g_items)) == [0, 1]
+    assert bias.tolist() == [False, True, True, True, True]  # only the implicit group is factors-only
+    _, g_items, b_items = feature_block("item", r, False, itf, implicit_bias=False)
+    assert list(np.unique(g_items)) == [0, 1] and b_items.all()  # no implicit group: all keep theirs
+    assert feature_block("user", r, True, uf, implicit_bias=True)[2].all()
 
 
 def test_gibbs_takes_the_tables_from_meta(tables):

@@ -61,8 +61,8 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
     implicit_bias : bool
         Whether the implicit vectors W_l have a bias coordinate too (shift the
         biases, not only the factors).  False (default) is SVD++ (Koren 2008):
-        on u1, ``implicit="both"``, the worst ESS per sweep rose 0.035 -> 0.096
-        (item biases 0.036 -> 0.63) at the same test RMSE.  Side features keep theirs.
+        on u1, ``implicit="both"``, the worst ESS per sweep rose 0.035 -> 0.073
+        (item biases 0.036 -> 0.51) at the same test RMSE.  Side features keep theirs.
     side_features : bool
         Take the side-feature tables from the training :class:`~bayes_mf.data.Ratings`'
         ``meta["user_features"]``/``meta["item_features"]`` (as
