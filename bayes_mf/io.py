@@ -336,6 +336,10 @@ def load(path):
     return est
 
 
+#: parameters added after saves existed, with the value every earlier save was fitted with
+_IMPLIED = {"GibbsPMF": {"implicit_bias": True}}  # implicit vectors had a bias coordinate until then
+
+
 def _construct(cls, params, meta_file: Path):
     """The estimator from its saved constructor parameters (names checked against the signature)."""
     import inspect
@@ -350,6 +354,7 @@ def _construct(cls, params, meta_file: Path):
         if not isinstance(v, (int, float, str, bool, list, type(None))):
             raise CorruptSaveError(f"{meta_file}: parameter {k!r} has a value of type {type(v).__name__}")
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()}
+    params = {**_IMPLIED.get(cls.__name__, {}), **params}
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:

@@ -206,3 +206,12 @@ def test_old_save_without_manifest_loads_with_a_warning(saved, als):
         back = io.load(path)
     pairs = (als.users_[:5], als.items_[:5])
     pd.testing.assert_frame_equal(back.predict(pairs), als.predict(pairs))
+
+
+def test_a_save_from_before_implicit_bias_loads_as_the_model_it_was(saved):
+    """Saves made before GibbsPMF(implicit_bias=) existed were fitted with the bias coordinate: True."""
+    path = saved("gibbs")
+    assert io.load(path).implicit_bias is False  # saved now: the value it was fitted with
+    _edit_json(path, lambda m: m["params"].pop("implicit_bias"))
+    _reseal(path)
+    assert io.load(path).implicit_bias is True
