@@ -19,8 +19,10 @@ sparse features (implicit feedback, side information):
 items :math:`l` user :math:`i` rated (the constrained PMF of Salakhutdinov &
 Mnih 2008 / the SVD++ term of Koren 2008, one factor vector :math:`W_l` per
 item); ``implicit="item"`` does the same for items (a factor vector per user
-who rated them); user/item side features passed to :meth:`GibbsPMF.fit`
-append further columns to :math:`A`.  Without features
+who rated them).  Implicit vectors have no bias part (its coordinate is held
+at 0) unless ``implicit_bias=True``; user/item side features passed to
+:meth:`GibbsPMF.fit` append further columns to :math:`A`, each with a factor
+and a bias part.  Without features
 :math:`\tilde U = U`, the plain (B)PMF.
 
 Priors (``d = k + 1`` with biases, ``k`` without)
