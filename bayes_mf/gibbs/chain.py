@@ -229,15 +229,16 @@ class Sweeper(MovesMixin):
         f = self.feats[side]
         zf = normals(s.key, STREAMS[f"{side}_features"], s.sweep, *s.W[side].shape, backend=self.st.backend)
         prec_rows = s.prec_feat[side][f.groups]
-        self._feature_step_own(s, side, self.G_store[side], self.h_store[side], prec_rows, zf)
+        self._feature_step_own(s, side, prec_rows, zf)
         if self.st.interweave:
             # after the own-held draw: in the other order pred_check mixed several times slower (a u1 probe)
             self._feature_step_rows(s, side, P, m, prec_rows)
         return s.X[side] - f.A @ s.W[side]
 
-    def _feature_step_own(self, s: ChainState, side: str, G, h, prec_rows, zf) -> None:
+    def _feature_step_own(self, s: ChainState, side: str, prec_rows, zf) -> None:
         """Step 2: each W_l given the own parts (the rows move with it), through the likelihood."""
         f, X = self.feats[side], s.X[side]
+        G, h = self.G_store[side], self.h_store[side]  # the rows' likelihood terms, stored by step 1
         if self.use_numba:
             ok = kernels._feature_step_numba(f.f_indptr, f.f_rows, f.f_vals, G, h, X, s.W[side], prec_rows,
                                              zf, self.feat_dims[side], -self.st.overrelax)
