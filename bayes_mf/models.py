@@ -308,6 +308,7 @@ def build_model(
     factor_means: bool = True,
     centred_rows: dict | None = None,
     likelihood=None,
+    pair_op: bool = True,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -365,6 +366,9 @@ def build_model(
         sigma=sigma, observed=observed, **kw)``, with ``nu`` a new prior).
         Default: ``pm.Normal("rating", mean, sigma, ...)``.  Fit such a model
         with :meth:`bayes_mf.PMF.from_model`.
+    pair_op : bool
+        The pairs' linear predictor as one numba Op (:mod:`bayes_mf._pair_op`); ``False``: PyTensor's
+        indexing, same numbers, several times the cost per gradient (``bench_nuts.py --gradient``).
 
     Returns
     -------
@@ -375,6 +379,8 @@ def build_model(
         (over ``obs``; the package's samplers do not store it per draw).
     """
     import pymc as pm
+
+    from ._pair_op import pair_eta
 
     scale = ratings.scale if scale is None else tuple(scale)
     check_options(n_factors=n_factors, priors=priors, link=link, scale=scale)
@@ -441,9 +447,14 @@ def build_model(
         else:
             u_obs, i_obs, y_obs = user_idx, item_idx, rating_data
             obs_kw = {"dims": "obs"}
-        eta = mu + (U[u_obs] * V[i_obs]).sum(axis=-1)
-        if biases:
-            eta = eta + b[u_obs] + c[i_obs]
+        if pair_op:
+            # one numba loop over the pairs (and one for its gradient), not gathers and scatters
+            zeros = (pm.math.zeros(ratings.n_users), pm.math.zeros(ratings.n_items))
+            eta = mu + pair_eta(U, V, *((b, c) if biases else zeros), u_obs, i_obs)
+        else:
+            eta = mu + (U[u_obs] * V[i_obs]).sum(axis=-1)
+            if biases:
+                eta = eta + b[u_obs] + c[i_obs]
         eta = pm.Deterministic("eta", eta, dims="obs" if batch_size is None else None)
         package_vars = set(model.named_vars)
         if likelihood is None:
