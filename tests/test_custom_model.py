@@ -30,6 +30,10 @@ def test_eta_is_a_named_deterministic_not_stored_by_samplers(heavy):
     assert "eta" in {v.name for v in m.deterministics}
     assert m.named_vars_to_dims["eta"] == ("obs",)
     assert "eta" not in stored_vars(m) and "U" in stored_vars(m)
+    # the non-centred model stores each factor and offset once, not also its standard-normal piece
+    nc = set(stored_vars(bmf.models.build_model(heavy, 2, parametrization="noncentered")))
+    assert {"U", "V", "user_bias", "sigma_c", "sigma_u"} <= nc
+    assert not {"U_z", "V_z", "user_bias_z", "item_bias_z"} & nc
 
 
 @pytest.fixture(scope="module")

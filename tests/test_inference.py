@@ -157,6 +157,7 @@ def test_nuts_result_and_normalised_stats(nuts_fit):
     assert STATS <= set(dt["sample_stats"].data_vars)
     assert dt["sample_stats"]["diverging"].dtype == bool
     assert dt.attrs["method"] == "nuts" and dt.attrs["nuts_sampler"] == "nutpie"
+    assert dt.attrs["adaptation"] == "diag"
     assert dt.attrs["n_divergent"] == int(dt["sample_stats"]["diverging"].sum())
 
 
@@ -199,6 +200,22 @@ def test_nuts_pymc_sampler_has_same_stats(data, map_fit):
     m = PMF(2, method="nuts", nuts_sampler="pymc", draws=30, tune=30, init=map_fit).fit(data[1])
     assert STATS <= set(m.result_["sample_stats"].data_vars)
     assert m.result_["posterior"].sizes["chain"] == 2
+
+
+def test_nuts_low_rank_adaptation_is_passed_on(data, map_fit, monkeypatch):
+    import pymc as pm
+
+    seen, sample = [], pm.sample
+
+    def spy(*args, **kw):
+        seen.append(kw.get("nuts"))
+        return sample(*args, **kw)
+
+    monkeypatch.setattr(pm, "sample", spy)
+    m = PMF(2, method="nuts", adaptation="low_rank", draws=30, tune=60, init=map_fit).fit(data[1])
+    assert len(seen) == 1 and seen[0]["adaptation"] == "low_rank"
+    assert m.result_.attrs["adaptation"] == "low_rank"
+    assert m.result_["posterior"].sizes["draw"] == 30
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="JAX is installed")
@@ -246,6 +263,7 @@ def test_advi_minibatches(data, map_fit, baseline_rmse):
         ({"n_factors": 0}, "n_factors"),
         ({"method": "nuts", "chains": 1}, "chains"),
         ({"method": "nuts", "nuts_sampler": "blackjax"}, "nuts_sampler"),
+        ({"method": "nuts", "adaptation": "dense"}, "adaptation"),
         ({"link": "logistic"}, "scale"),
         ({"batch_size": 10}, "batch_size"),
         ({"sigma_u": -1.0}, "sigma_u"),

@@ -86,6 +86,12 @@ class PMF(BayesianEstimator):
         NUTS backend; ``"numpyro"`` needs JAX.
     target_accept : float
         NUTS target acceptance.
+    adaptation : {"diag", "low_rank"}
+        nutpie's mass-matrix adaptation (``nuts_sampler="nutpie"`` only):
+        a diagonal mass matrix, or diagonal plus a low-rank correction
+        learned from the gradients (it helps when a few directions are
+        strongly correlated, but on MovieLens its early windows drove the
+        trees to maximum depth; ``benchmarks/bench_nuts.py``).
     advi_iterations : int
         ADVI optimisation steps.
     advi_learning_rate : float
@@ -111,7 +117,7 @@ class PMF(BayesianEstimator):
         learned scales, the geometry NUTS mixes on (no funnel); ``"centered"``
         samples ``U``, ``V`` and the offsets directly; ``"mixed"`` keeps the
         rows the data dominate centred (:func:`~bayes_mf.inference.sampling.centred_rows`;
-        not yet measured to the end on MovieLens).  Same model in every case;
+        on u1 over twice as slow per iteration as ``"noncentered"``).  Same model in every case;
         MAP and ADVI hold the scales fixed, where the forms coincide.
     factor_means : bool, optional
         NUTS with ``priors="bpmf"``: learn the hierarchical factor means.
@@ -189,6 +195,7 @@ class PMF(BayesianEstimator):
         chains: int = 2,
         nuts_sampler: str = "nutpie",
         target_accept: float = 0.8,
+        adaptation: str = "diag",
         advi_iterations: int = 10_000,
         advi_learning_rate: float = 0.01,
         batch_size: int | None = None,
@@ -220,6 +227,7 @@ class PMF(BayesianEstimator):
         self.chains = chains
         self.nuts_sampler = nuts_sampler
         self.target_accept = target_accept
+        self.adaptation = adaptation
         self.advi_iterations = advi_iterations
         self.advi_learning_rate = advi_learning_rate
         self.batch_size = batch_size
@@ -287,6 +295,8 @@ class PMF(BayesianEstimator):
             raise ValueError(f"tune must be an integer >= 0, got {self.tune!r}")
         if self.method == "nuts" and self.chains < 2:
             raise ValueError(f"chains must be >= 2 for NUTS (R-hat needs them), got {self.chains}")
+        if self.adaptation not in ("diag", "low_rank"):
+            raise ValueError(f"adaptation must be 'diag' or 'low_rank', got {self.adaptation!r}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
         if not self.advi_learning_rate > 0:

@@ -13,7 +13,7 @@ __all__ = ["sampling_model", "initvals"]
 _SCALES = ("sigma", "sigma_u", "sigma_v", "sigma_b", "sigma_c")
 
 
-def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
+def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False, **model_kw):
     """The PyMC model that NUTS or ADVI fits for ``est`` (a fitted-MAP :class:`~bayes_mf.inference.PMF`).
 
     Parameters
@@ -26,6 +26,8 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
         Minibatch size (ADVI).
     plug_in : bool
         Hold the scales at their type-II values instead of learning them.
+    **model_kw
+        Passed on to :func:`~bayes_mf.models.build_model` (e.g. ``pair_op=False``).
 
     Returns
     -------
@@ -47,7 +49,7 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
         return build_model(r, int(est.n_factors), priors="bpmf" if moments else "fixed",
                            biases=est.biases, link=est.link, constrained=est.constrained,
                            scale=est._scale, batch_size=batch_size, factor_moments=moments,
-                           sigma_w=scales["sigma_u"], **{k: scales.get(k) for k in _SCALES})
+                           sigma_w=scales["sigma_u"], **{k: scales.get(k) for k in _SCALES}, **model_kw)
     if est.priors == "fixed":
         kw = {k: scales.get(k) for k in _SCALES}
         kw["sigma_w"] = scales["sigma_u"]
@@ -61,7 +63,8 @@ def sampling_model(est, r: Ratings, batch_size=None, *, plug_in: bool = False):
                        link=est.link, constrained=est.constrained, scale=est._scale,
                        batch_size=batch_size,
                        parametrization="centered" if est.parametrization == "centered" else "noncentered",
-                       factor_means=learn_factor_means(est), centred_rows=centred_rows(est, r), **kw)
+                       factor_means=learn_factor_means(est), centred_rows=centred_rows(est, r),
+                       **kw, **model_kw)
 
 
 def centred_rows(est, r: Ratings) -> dict | None:
@@ -72,6 +75,11 @@ def centred_rows(est, r: Ratings) -> dict | None:
     for a factor row (its ratings times the other side's factor variance over
     the noise).  Above 1 the posterior is data-dominated and the centred form
     mixes better; below, the non-centred (Papaspiliopoulos, Roberts & Sköld 2007).
+
+    Not the default: on u1 (2 chains x (1 000 + 1 000), ``benchmarks/bench_nuts.py``) a
+    variant that split only the offsets had not finished after 23 minutes, against 11 for
+    ``"noncentered"``, and ``"mixed"`` itself (at ``target_accept=0.9``) was stopped
+    unfinished after 12; both were stopped, so their diagnostics are unknown.
     """
     if est.parametrization != "mixed":
         return None
