@@ -11,9 +11,18 @@ Usage::
         --configs noncentered,centered --fraction 0.2 --draws 300 --tune 300
 
 ``--fraction`` keeps that share of the training users' ratings (a quick look at the
-geometry); 1 is the whole fold.  A config is ``PARAM[+means]``: ``noncentered`` or
-``centered``, ``+means`` learns the BPMF factor means (the redundant ridge with the
-biases).  Unseen test ids are predicted from the prior (its warning is silenced).
+geometry); 1 is the whole fold.  A config is ``PARAM[+OPTION...]``: ``PARAM`` is
+``noncentered``, ``centered`` or ``mixed`` (``PMF(parametrization=)``); ``+means`` learns
+the BPMF factor means (the redundant ridge with the biases); ``+diag`` or ``+low_rank``
+picks nutpie's mass-matrix adaptation (default: the estimator's); ``+ta0.9`` sets
+``target_accept``.  Unseen test ids are predicted from the prior (its warning is silenced).
+
+``--gradient`` only times one log-density gradient of the default NUTS model (what NUTS
+spends nearly all its time on), with the pairs' linear predictor as the package's numba
+Op and as PyTensor's own indexing (``build_model(pair_op=False)``), median of
+``--repeats`` timings of 20 calls each, both compiled with numba; it checks they agree::
+
+    python benchmarks/bench_nuts.py --gradient
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--tune", type=int, default=300)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gradient", action="store_true", help="time one gradient, Op against indexing")
+    p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
 
     from bayes_mf import PMF
@@ -52,16 +63,25 @@ def main(argv=None) -> int:
         df = train.to_frame().loc[keep]
         u, i, r = train.names
         train = Ratings.from_frame(df, user_col=u, item_col=i, rating_col=r, scale=train.scale)
+    if args.gradient:
+        return time_gradient(train, args)
     print(f"fold u{args.fold}: {len(train)} training ratings, rank {args.rank}, priors {args.priors}, "
           f"{args.chains} x ({args.tune}+{args.draws})", flush=True)
-    header = (f"{'config':<22}{'seconds':>9}{'rhat_max':>10}{'ess_bulk':>10}{'ess_tail':>10}{'div':>5}"
+    header = (f"{'config':<26}{'seconds':>9}{'rhat_max':>10}{'ess_bulk':>10}{'ess_tail':>10}{'div':>5}"
               f"{'ebfmi':>7}{'depth':>7}{'rmse':>8}{'cov90':>7}  worst")
     rows = []
     for config in args.configs.split(","):
-        param, _, extra = config.partition("+")
+        param, *extra = config.split("+")
+        kw = {"parametrization": param, "factor_means": True if "means" in extra else None}
+        for opt in extra:
+            if opt in ("diag", "low_rank"):
+                kw["adaptation"] = opt
+            elif opt.startswith("ta"):
+                kw["target_accept"] = float(opt[2:])
+            elif opt != "means":
+                p.error(f"unknown option {opt!r} in config {config!r}")
         est = PMF(n_factors=args.rank, priors=args.priors, method="nuts", draws=args.draws, tune=args.tune,
-                  chains=args.chains, parametrization=param, factor_means=True if extra == "means" else None,
-                  random_seed=args.seed, progressbar=False)
+                  chains=args.chains, random_seed=args.seed, progressbar=False, **kw)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -74,7 +94,7 @@ def main(argv=None) -> int:
         tab = est.convergence_
         health = sampler_health(est.result_)
         worst = tab["rhat_max"].idxmax() if tab is not None and len(tab) else "-"
-        row = (f"{config:<22}{sec:>9.1f}{tab['rhat_max'].max():>10.3f}{tab['ess_bulk_min'].min():>10.0f}"
+        row = (f"{config:<26}{sec:>9.1f}{tab['rhat_max'].max():>10.3f}{tab['ess_bulk_min'].min():>10.0f}"
                f"{tab['ess_tail_min'].min():>10.0f}{int(health.get('divergences', 0)):>5}"
                f"{min(health.get('bfmi', [np.nan])):>7.2f}"
                f"{float(health.get('mean_tree_depth', np.nan)):>7.1f}"
@@ -86,6 +106,46 @@ def main(argv=None) -> int:
     print()
     print(header)
     print("\n".join(rows))
+    return 0
+
+
+def time_gradient(train, args) -> int:
+    """Print the median time of one logp-and-gradient call, pair Op against PyTensor indexing."""
+    from bayes_mf import PMF
+    from bayes_mf.inference.sampling import sampling_model
+
+    # the MAP fit sets the type-II scales the sampling model is built around
+    est = PMF(n_factors=args.rank, priors=args.priors, method="map", random_seed=args.seed,
+              progressbar=False).fit(train)
+    model = est._sampling_model(train)
+    spec = model.bayes_mf_spec
+    print(f"fold u{args.fold}: {len(train)} training ratings, rank {args.rank}, priors {args.priors}, "
+          f"{spec['parametrization']}; one logp + gradient, median of {args.repeats} x 20 calls")
+    point = model.initial_point()
+    rng = np.random.default_rng(args.seed)
+    point = {k: v + 0.1 * rng.standard_normal(np.shape(v)) for k, v in point.items()}
+    results = {}
+    for label, pair_op in (("pair Op (default)", True), ("PyTensor indexing", False)):
+        m = model if pair_op else sampling_model(est, train, pair_op=False)
+        f = m.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
+        f.set_extra_values({})
+        x = np.concatenate([np.ravel(point[v.name]) for v in f._grad_vars])
+        out = f(x)
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                f(x)
+            times.append((time.perf_counter() - t0) / 20)
+        results[label] = (float(np.median(times)), out)
+    (t_op, (lp_op, g_op)), (t_ix, (lp_ix, g_ix)) = results.values()
+    if not (np.isclose(lp_op, lp_ix, rtol=1e-10) and np.allclose(g_op, g_ix, rtol=1e-8, atol=1e-8)):
+        print("the two graphs disagree: log density", lp_op, lp_ix)
+        return 1
+    print(f"{'predictor':<22}{'ms per gradient':>16}")
+    for label, (t, _) in results.items():
+        print(f"{label:<22}{1e3 * t:>16.2f}")
+    print(f"speed-up {t_ix / t_op:.1f}x; log density and gradient agree ({len(g_op)} parameters)")
     return 0
 
 
