@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 def _pmf(method: str) -> Callable:
     # the BPMF prior with biases is the best PyMC model on MovieLens (benchmarks/bench_pymc.py);
-    # NUTS keeps 2 x 200 draws after 300 tuning steps so a u1 run fits in ~20 min on 2 cores
-    extra = {"draws": 200, "tune": 300} if method == "nuts" else {}
+    # NUTS: 2 x 3 000 draws after 1 000 tuning steps, ~4 000 iterations a chain within the
+    # issue's 1 500 s on 2 cores now that a gradient costs ~2 ms (README, NUTS geometry)
+    extra = {"draws": 3000, "tune": 1000} if method == "nuts" else {}
 
     def make(n_factors: int, random_seed):
         from .inference import PMF
