@@ -23,22 +23,29 @@ from pytensor.graph.op import Op
 __all__ = ["pair_eta"]
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+#: reassociation lets LLVM vectorise the rank loops; no ``nnan``/``ninf``: a NUTS trajectory
+#: that diverges must still see its infinities
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH)
 def _eta_kernel(U, V, b, c, u, i):
     n, k = u.shape[0], U.shape[1]
     out = np.empty(n)
     for p in range(n):
         a, j = u[p], i[p]
-        e = b[a] + c[j]
+        e = 0.0
         for d in range(k):
             e += U[a, d] * V[j, d]
-        out[p] = e
+        out[p] = e + b[a] + c[j]
     return out
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH)
 def _eta_grad_kernel(U, V, u, i, g, n_b, n_c):
-    # n_b / n_c: the lengths of the bias vectors (those of U and V when there are no biases)
+    # n_b / n_c: the lengths of the bias vectors (those of U and V when there are no biases).
+    # Two passes, one per side: with both scatters in one loop the compiler cannot rule out
+    # that dU and dV overlap and keeps the rank loop scalar (~20 % slower on u1)
     k = U.shape[1]
     dU = np.zeros_like(U)
     dV = np.zeros_like(V)
@@ -47,9 +54,12 @@ def _eta_grad_kernel(U, V, u, i, g, n_b, n_c):
     for p in range(u.shape[0]):
         a, j, gp = u[p], i[p], g[p]
         db[a] += gp
-        dc[j] += gp
         for d in range(k):
             dU[a, d] += gp * V[j, d]
+    for p in range(u.shape[0]):
+        a, j, gp = u[p], i[p], g[p]
+        dc[j] += gp
+        for d in range(k):
             dV[j, d] += gp * U[a, d]
     return dU, dV, db, dc
 
@@ -114,7 +124,22 @@ def pair_eta(U, V, b, c, u, i):
     return PairEta()(U, V, b, c, u, i)
 
 
+def _kernel_version() -> int:
+    """A salt for PyTensor's on-disk numba cache, from the kernels' source: its key is the Op's
+    type and props only, so without it an edited kernel would keep running its old compiled code."""
+    import inspect
+    import zlib
+
+    try:
+        source = "".join(inspect.getsource(f.py_func) for f in (_eta_kernel, _eta_grad_kernel))
+    except OSError:  # no source shipped: the package version is the next best salt
+        from . import __version__ as source
+    return zlib.crc32(source.encode()) + 1
+
+
 def _register_numba() -> None:
+    version = _kernel_version()
+
     from pytensor.link.numba.dispatch import basic as numba_basic
     from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
@@ -124,7 +149,7 @@ def _register_numba() -> None:
         def eta(U, V, b, c, u, i):
             return _eta_kernel(np.ascontiguousarray(U), np.ascontiguousarray(V), b, c, u, i)
 
-        return eta, 1
+        return eta, version
 
     @register_funcify_default_op_cache_key(PairEtaGrad)
     def _funcify_grad(op, node=None, **kwargs):
@@ -133,7 +158,7 @@ def _register_numba() -> None:
             return _eta_grad_kernel(np.ascontiguousarray(U), np.ascontiguousarray(V), u, i, g,
                                     b.shape[0], c.shape[0])
 
-        return grad, 1
+        return grad, version
 
 
 _register_numba()

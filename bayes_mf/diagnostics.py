@@ -45,6 +45,7 @@ __all__ = [
     "convergence",
     "convergence_message",
     "convergence_table",
+    "divergence_locations",
     "sampler_health",
     "log_likelihood",
     "loo",
@@ -200,7 +201,13 @@ def sampler_health(dt) -> dict:
         return out
     ss = dt["sample_stats"]
     if "diverging" in ss:
-        out["divergences"] = int(np.asarray(ss["diverging"]).sum())
+        div = np.asarray(ss["diverging"], dtype=bool)
+        out["divergences"] = int(div.sum())
+        if div.any():
+            out["divergences_by_chain"] = [int(x) for x in div.reshape(div.shape[0], -1).sum(axis=1)]
+            where = divergence_locations(dt)
+            if where:
+                out["divergent_at"] = where
     if "tree_depth" in ss:
         depth = np.asarray(ss["tree_depth"])
         out["max_tree_depth"] = int(depth.max())
@@ -278,6 +285,41 @@ def loo(dt, *, max_draws: int | None = 500):
     return az.loo(log_likelihood(dt, max_draws=max_draws), var_name="rating")
 
 
+def divergence_locations(dt, *, z_min: float = 3.0, top: int = 3) -> list[str]:
+    r"""The scalar quantities whose divergent draws sit in a tail of their posterior.
+
+    For every scalar of the posterior (scales, means), the divergent draws'
+    percentile ranks among all draws have mean :math:`\bar q`; were the
+    divergences unrelated to that quantity, :math:`\bar q \approx 0.5 \pm
+    (12m)^{-1/2}` for :math:`m` divergent draws.  Quantities with
+    :math:`|z| \ge` ``z_min`` are where the sampler fails (a funnel at small
+    scales, say): the place to reparametrise or to raise ``target_accept``.
+
+    Returns up to ``top`` strings such as ``"sigma_c low (mean percentile 0.08, z = -5.2)"``,
+    the most extreme first; empty without divergences or without such a quantity.
+    """
+    if "sample_stats" not in dt.children or "posterior" not in dt.children:
+        return []
+    div = np.asarray(dt["sample_stats"]["diverging"], dtype=bool).ravel()
+    m = int(div.sum())
+    if m == 0 or m == div.size:
+        return []
+    found = []
+    for name, var in dt["posterior"].to_dataset().data_vars.items():
+        if set(var.dims) != {"chain", "draw"}:
+            continue
+        x = np.asarray(var.transpose("chain", "draw"), dtype=float).ravel()
+        if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+            continue
+        q = (np.argsort(np.argsort(x, kind="stable"), kind="stable") + 0.5) / x.size
+        mean_q = float(q[div].mean())
+        z = (mean_q - 0.5) * np.sqrt(12.0 * m)
+        if abs(z) >= z_min:
+            found.append((abs(z), f"{name} {'low' if z < 0 else 'high'} "
+                                  f"(mean percentile {mean_q:.2f}, z = {z:+.1f})"))
+    return [text for _, text in sorted(found, reverse=True)[:top]]
+
+
 def check_fit(dt, *, advice: str = "", rhat_max: float = 1.01, ess_min: float = 400,
               stacklevel: int = 3) -> tuple[bool | None, pd.DataFrame | None]:
     """Diagnose a fresh sampled result the way every fit does, and warn when it fails.
@@ -296,8 +338,10 @@ def check_fit(dt, *, advice: str = "", rhat_max: float = 1.01, ess_min: float = 
         problems.append(convergence_message(table, rhat_max, ess_min))
     health = sampler_health(dt)
     if health.get("divergences", 0) > 0:
+        where = health.get("divergent_at")
         problems.append(f"{health['divergences']} divergent transitions (the sampler missed part of the "
-                        "posterior: raise target_accept or reparametrise)")
+                        "posterior: raise target_accept or reparametrise"
+                        + (f"; divergent draws sit at {', '.join(where)}" if where else "") + ")")
     low = [b for b in health.get("bfmi", []) if b < 0.3]
     if low:
         problems.append(f"E-BFMI {min(low):.2f} < 0.3 in {len(low)} chain(s) (the energy is poorly explored)")

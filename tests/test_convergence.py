@@ -257,3 +257,33 @@ def test_wishart_conditional_moments():
     draws = np.array([_wishart(rng, X) for _ in range(4000)])
     expect = (3 + 30) * np.linalg.inv(np.eye(3) + X.T @ X)
     np.testing.assert_allclose(draws.mean(axis=0), expect, atol=0.03 * np.abs(expect).max())
+
+
+def _nuts_like_tree(diverging, **scalars):
+    import xarray as xr
+
+    post = xr.Dataset({k: (("chain", "draw"), v) for k, v in scalars.items()})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), diverging)})
+    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+
+def test_divergence_locations_name_the_tail_the_divergences_sit_in():
+    rng = np.random.default_rng(0)
+    sigma_c = rng.gamma(20.0, 0.01, size=(2, 500))
+    mu = rng.normal(3.5, 0.01, size=(2, 500))
+    # divergences at the 30 smallest sigma_c draws (a funnel), unrelated to mu
+    div = np.zeros(sigma_c.size, bool)
+    div[np.argsort(sigma_c.ravel())[:30]] = True
+    dt = _nuts_like_tree(div.reshape(2, 500), sigma_c=sigma_c, mu=mu)
+    where = diagnostics.divergence_locations(dt)
+    assert len(where) == 1 and where[0].startswith("sigma_c low")
+    health = diagnostics.sampler_health(dt)
+    assert health["divergences"] == 30 and sum(health["divergences_by_chain"]) == 30
+    assert health["divergent_at"] == where
+    # divergences at random draws point nowhere; none at all gives nothing to report
+    rand = np.zeros(sigma_c.size, bool)
+    rand[rng.choice(sigma_c.size, 30, replace=False)] = True
+    assert diagnostics.divergence_locations(_nuts_like_tree(rand.reshape(2, 500), sigma_c=sigma_c)) == []
+    none = _nuts_like_tree(np.zeros((2, 500), bool), sigma_c=sigma_c)
+    assert diagnostics.divergence_locations(none) == []
+    assert "divergent_at" not in diagnostics.sampler_health(none)

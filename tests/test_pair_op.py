@@ -71,3 +71,17 @@ def test_second_derivatives_match_indexing():
         hess.append(pytensor.function([flat], pytensor.gradient.hessian(loss, flat))(x))
     np.testing.assert_allclose(hess[0], hess[1], rtol=1e-10, atol=1e-10)
     assert np.abs(hess[0]).max() > 0.1
+
+
+def test_numba_cache_salt_follows_the_kernel_source(monkeypatch):
+    # PyTensor keys its on-disk numba cache on the Op's type and props: an edited kernel must
+    # change the salt, or the old compiled code keeps running
+    import inspect
+
+    from bayes_mf import _pair_op
+
+    base = _pair_op._kernel_version()
+    assert base == _pair_op._kernel_version()
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda f: real(f) + "# edited\n")
+    assert _pair_op._kernel_version() != base
