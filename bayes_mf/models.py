@@ -55,6 +55,7 @@ from typing import Literal
 
 import numpy as np
 
+from ._offsets import bias_terms, sheared_offsets
 from ._parametrize import _normal
 from .data import Ratings
 
@@ -242,43 +243,6 @@ def constrained_user_factors(
     return U
 
 
-def bias_terms(priors: str, center: float, sigma_b: float | None, sigma_c: float | None,
-               noncentered: bool = False, centred_rows: dict | None = None):
-    r"""Global mean :math:`\mu \sim N(\bar y, 1)` and offsets
-    :math:`b_i \sim N(0, \sigma_b^2)`, :math:`c_j \sim N(0, \sigma_c^2)`.
-
-    The bias scales are constants for ``"fixed"`` priors and
-    :math:`\mathrm{HalfNormal}` (scale ``sigma_b``/``sigma_c`` or 1) otherwise:
-    the offsets are plain exchangeable effects even under the BPMF prior.
-    ``noncentered``: the offsets are :math:`\sigma_b z_i` with free
-    :math:`z_i \sim N(0, 1)` (:func:`~bayes_mf._parametrize._normal`), and the free mean is the
-    total offset :math:`\mu' = \mu + \bar b + \bar c`, with ``mu`` the
-    deterministic :math:`\mu' - \bar b - \bar c`.  The shear has unit
-    Jacobian and :math:`\mu' \mid z \sim N(\bar y + \bar b + \bar c, 1)`,
-    so the model is unchanged; but the mean rating now has one home in the
-    sampler's coordinates instead of a ridge between :math:`\mu` and the
-    thousands of :math:`z_i`, which NUTS crosses slowly.
-    Returns ``(mu, user_bias, item_bias)``.
-    """
-    import pymc as pm
-
-    if not noncentered:
-        mu = pm.Normal("mu", mu=float(center), sigma=1.0)
-    out = []
-    for name, sname, dim, value in (("user_bias", "sigma_b", "user", sigma_b),
-                                    ("item_bias", "sigma_c", "item", sigma_c)):
-        if priors == "fixed":
-            s = pm.Deterministic(sname, pm.math.constant(float(value)))
-        else:
-            s = pm.HalfNormal(sname, sigma=1.0 if value is None else float(value))
-        out.append(_normal(name, dim, s, noncentered, centred_rows=(centred_rows or {}).get(name)))
-    if noncentered:
-        shift = out[0].mean() + out[1].mean()
-        total = pm.Normal("mu_total", mu=float(center) + shift, sigma=1.0)
-        mu = pm.Deterministic("mu", total - shift)
-    return mu, out[0], out[1]
-
-
 def link_mean(eta, link: str):
     r"""Mean rating on the model scale: :math:`\eta` or :math:`g(\eta) = 1/(1 + e^{-\eta})`."""
     import pymc as pm
@@ -309,6 +273,7 @@ def build_model(
     centred_rows: dict | None = None,
     likelihood=None,
     pair_op: bool = True,
+    shear_offsets: bool = True,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -369,6 +334,10 @@ def build_model(
     pair_op : bool
         The pairs' linear predictor as one numba Op (:mod:`bayes_mf._pair_op`); ``False``: PyTensor's
         indexing, same numbers, several times the cost per gradient (``bench_nuts.py --gradient``).
+    shear_offsets : bool
+        Non-centred with biases and no ``centred_rows``: sample the mean and offsets in the
+        sheared coordinates of :func:`~bayes_mf._offsets.sheared_offsets` (the same model);
+        ``False``: :func:`bias_terms`'s.
 
     Returns
     -------
@@ -415,6 +384,7 @@ def build_model(
         "factor": np.arange(int(n_factors)),
         "obs": np.arange(len(ratings)),
     }
+    sheared = False
     with pm.Model(coords=coords) as model:
         user_idx = pm.Data("user_idx", ratings.user.astype(np.int64), dims="obs")
         item_idx = pm.Data("item_idx", ratings.item.astype(np.int64), dims="obs")
@@ -435,7 +405,10 @@ def build_model(
         else:
             U = factor_prior("U", "user", scale_name="sigma_u", **side_kw(given["sigma_u"], "U"))
         V = factor_prior("V", "item", scale_name="sigma_v", **side_kw(given["sigma_v"], "V"))
-        if biases:
+        sheared = biases and noncentered and shear_offsets and not rows
+        if sheared:
+            mu, b, c, U, V = sheared_offsets(U, V, scale_priors, center, given["sigma_b"], given["sigma_c"])
+        elif biases:
             mu, b, c = bias_terms(scale_priors, center, given["sigma_b"], given["sigma_c"], noncentered, rows)
         else:
             mu = pm.Deterministic("mu", pm.math.constant(center))
@@ -464,7 +437,7 @@ def build_model(
     model.bayes_mf_spec = {
         "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
         "constrained": bool(constrained), "scale": scale, "center": center,
-        "parametrization": parametrization, "factor_means": bool(factor_means),
+        "parametrization": parametrization, "factor_means": bool(factor_means), "sheared": sheared,
         "centred_rows": {k: v.copy() for k, v in rows.items()},
         "batch_size": None if batch_size is None else int(batch_size),
         "likelihood": "normal" if likelihood is None else getattr(likelihood, "__name__", "custom"),

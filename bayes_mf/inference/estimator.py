@@ -116,7 +116,11 @@ class PMF(BayesianEstimator):
     parametrization : {"noncentered", "centered", "mixed"}
         How NUTS sees the hierarchical factors and offsets: ``"noncentered"``
         (default) samples standard-normal ``*_z`` variables scaled by their
-        learned scales, the geometry NUTS mixes on (no funnel); ``"centered"``
+        learned scales, the geometry NUTS mixes on (no funnel), and with biases
+        the mean and offsets in the sheared coordinates of
+        :func:`~bayes_mf._offsets.sheared_offsets` (the likelihood sees centred
+        factors, so a user's offset no longer trades with :math:`U_i^\top \bar V`);
+        ``"centered"``
         samples ``U``, ``V`` and the offsets directly; ``"mixed"`` keeps the
         rows the data dominate centred (:func:`~bayes_mf.inference.sampling.centred_rows`;
         on u1 over twice as slow per iteration as ``"noncentered"``).  Same model in every case;

@@ -16,13 +16,13 @@ _NOT_STORED = ("eta",)
 def stored_vars(model) -> list:
     """Names of the free variables and deterministics a sampler stores.
 
-    All but :data:`_NOT_STORED` and the free pieces ``{name}_z`` / ``{name}_c`` of a
+    All but :data:`_NOT_STORED` and the free pieces ``{name}_z`` / ``{name}_c`` / ``{name}_s`` of a
     (partly) non-centred deterministic ``name``: it holds the same information, and long
     NUTS runs would otherwise keep every factor twice (4 x 2 000 draws of u1's factors: 1.7 GB).
     """
     free = {v.name for v in model.free_RVs}
     det = {v.name for v in model.deterministics}
-    pieces = {n for n in free if n.endswith(("_z", "_c")) and n[:-2] in det}
+    pieces = {n for n in free if n.endswith(("_z", "_c", "_s")) and n[:-2] in det}
     return [v.name for v in model.unobserved_RVs if v.name not in _NOT_STORED and v.name not in pieces]
 
 

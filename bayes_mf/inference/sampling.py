@@ -123,6 +123,20 @@ def initvals(est, model) -> dict:
     return out
 
 
+def _sheared(point: dict) -> dict:
+    r"""Start values of the sheared offsets (:func:`bayes_mf._offsets.sheared_offsets`) from a
+    centred point: :math:`s = (b + U\bar V)/\sigma_b`, :math:`t = (c + V\bar U)/\sigma_c`,
+    :math:`m = \mu + \bar b + \bar c + \bar U^\top \bar V`."""
+    U, V = (np.asarray(point[k], dtype=float) for k in ("U", "V"))
+    b, c = (np.asarray(point[k], dtype=float) for k in ("user_bias", "item_bias"))
+    u_mean, v_mean = U.mean(axis=0), V.mean(axis=0)
+    out = {"user_bias_s": (b + U @ v_mean) / float(np.asarray(point["sigma_b"])),
+           "item_bias_s": (c + V @ u_mean) / float(np.asarray(point["sigma_c"]))}
+    if "mu" in point:
+        out["mu_total"] = np.asarray(float(np.asarray(point["mu"])) + b.mean() + c.mean() + u_mean @ v_mean)
+    return out
+
+
 #: non-centred variable -> (its deterministic, its scale, the BPMF mean and Cholesky names)
 _WHITENED = {
     "U_z": ("U", "sigma_u", "mu_u", "chol_u"),
@@ -158,6 +172,9 @@ def _whitened(point: dict, free: dict, model) -> dict:
             out[f"{zname[:-2]}_c"] = value[mask]
             z = z[~mask]
         out[zname] = z
+    if "user_bias_s" in free and all(k in point for k in ("U", "V", "user_bias", "item_bias",
+                                                         "sigma_b", "sigma_c")):
+        return {**out, **_sheared(point)}
     if "mu_total" in free and "mu" in point:
         # the non-centred model's free mean is mu + mean(b) + mean(c) (models.bias_terms)
         out["mu_total"] = np.asarray(float(np.asarray(point["mu"])) + sum(
