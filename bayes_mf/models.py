@@ -57,6 +57,7 @@ import numpy as np
 
 from ._offsets import bias_terms, sheared_offsets
 from ._parametrize import _normal
+from ._scales import paired_scales
 from .data import Ratings
 
 __all__ = [
@@ -153,6 +154,7 @@ def factor_prior(
     noncentered: bool = False,
     factor_mean: bool = True,
     centred_rows: np.ndarray | None = None,
+    given=None,
 ):
     r"""Latent factors of one side, ``name`` with dims ``(dim, "factor")``.
 
@@ -180,7 +182,9 @@ def factor_prior(
 
     ``noncentered`` draws standard-normal ``{name}_z`` and sets ``name`` to
     the scaled (and shifted) deterministic, except the ``centred_rows``,
-    see :func:`bayes_mf._parametrize._normal`.
+    see :func:`bayes_mf._parametrize._normal`.  ``given`` replaces the learned scale
+    (``"adaptive"``) or Cholesky factor (``"bpmf"``) by a tensor built elsewhere
+    (:func:`bayes_mf._scales.paired_scales`).
 
     Returns the factor tensor.
     """
@@ -192,7 +196,8 @@ def factor_prior(
         s = pm.Deterministic(scale_name, pm.math.constant(float(scale)))
         return _normal(name, dims, s, noncentered, centred_rows=centred_rows)
     if priors == "adaptive":
-        s = pm.HalfNormal(scale_name, sigma=1.0 if scale is None else float(scale))
+        s = (pm.HalfNormal(scale_name, sigma=1.0 if scale is None else float(scale)) if given is None
+             else pm.Deterministic(scale_name, given))
         return _normal(name, dims, s, noncentered, centred_rows=centred_rows)
     k = len(pm.modelcontext(None).coords["factor"])
     if mean is not None and cov is not None:
@@ -201,14 +206,17 @@ def factor_prior(
         return _normal(name, dims, None, noncentered, mean=np.asarray(mean, float),
                        chol=pm.math.constant(chol), centred_rows=centred_rows)
     m = pm.Normal(f"mu_{name.lower()}", 0.0, 1.0, dims="factor") if factor_mean else pm.math.zeros(k)
-    s0 = 0.5 if scale is None else float(scale)
-    # an explicit initial value: PyMC's default (the LKJ support point) is
-    # computed by a graph compiled with the C backend, slow and BLAS-bound
-    packed = pm.LKJCholeskyCov(
-        f"chol_{name.lower()}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(1.0, shape=k),
-        compute_corr=False, initval=s0 * np.eye(k)[np.tril_indices(k)],
-    )
-    chol = pm.math.expand_packed_triangular(k, packed, lower=True)
+    if given is None:
+        s0 = 0.5 if scale is None else float(scale)
+        # an explicit initial value: PyMC's default (the LKJ support point) is
+        # computed by a graph compiled with the C backend, slow and BLAS-bound
+        packed = pm.LKJCholeskyCov(
+            f"chol_{name.lower()}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(1.0, shape=k),
+            compute_corr=False, initval=s0 * np.eye(k)[np.tril_indices(k)],
+        )
+        chol = pm.math.expand_packed_triangular(k, packed, lower=True)
+    else:
+        chol = given
     # sds are the row norms of the Cholesky factor: tr(LL^T)/k = sum(L^2)/k
     pm.Deterministic(scale_name, pt.sqrt(pt.sum(chol**2) / k))
     return _normal(name, dims, None, noncentered, mean=m if factor_mean else None, chol=chol,
@@ -274,6 +282,7 @@ def build_model(
     likelihood=None,
     pair_op: bool = True,
     shear_offsets: bool = True,
+    pair_scales: bool = True,
 ):
     r"""The PyMC model of the PMF family for training ratings.
 
@@ -338,6 +347,10 @@ def build_model(
         Non-centred with biases and no ``centred_rows``: sample the mean and offsets in the
         sheared coordinates of :func:`~bayes_mf._offsets.sheared_offsets` (the same model);
         ``False``: :func:`bias_terms`'s.
+    pair_scales : bool
+        Non-centred, adaptive or BPMF, not constrained, no ``centred_rows``: sample the two
+        sides' factor scales as log product and log ratio
+        (:func:`~bayes_mf._scales.paired_scales`, the same model).
 
     Returns
     -------
@@ -390,11 +403,18 @@ def build_model(
         item_idx = pm.Data("item_idx", ratings.item.astype(np.int64), dims="obs")
         rating_data = pm.Data("rating_data", y, dims="obs")
 
+        paired = {}
+        if pair_scales and noncentered and scale_priors != "fixed" and not constrained and not rows:
+            # the likelihood sees only the product of the two sides' scales
+            paired = dict(zip("UV", paired_scales(
+                priors, int(n_factors), given["sigma_u"], given["sigma_v"],
+                *((given["sigma_u"], given["sigma_v"]) if priors == "bpmf" else ())), strict=True))
+
         def side_kw(value, key):
             mean, cov = moments.get(key, (None, None))
             return {"priors": priors, "scale": value, "mean": mean, "cov": cov,
                     "noncentered": noncentered, "factor_mean": bool(factor_means),
-                    "centred_rows": rows.get(key)}
+                    "centred_rows": rows.get(key), "given": paired.get(key)}
 
         if constrained:
             U = constrained_user_factors(
@@ -438,6 +458,7 @@ def build_model(
         "n_factors": int(n_factors), "priors": priors, "biases": bool(biases), "link": link,
         "constrained": bool(constrained), "scale": scale, "center": center,
         "parametrization": parametrization, "factor_means": bool(factor_means), "sheared": sheared,
+        "paired_scales": bool(paired),
         "centred_rows": {k: v.copy() for k, v in rows.items()},
         "batch_size": None if batch_size is None else int(batch_size),
         "likelihood": "normal" if likelihood is None else getattr(likelihood, "__name__", "custom"),

@@ -192,8 +192,10 @@ def test_noncentred_model_is_the_centred_model(sim, priors, mixed):
     rows = {k: rng.random(v) < 0.5 for k, v in n.items()} if mixed else {}
     kw = {"priors": priors, "factor_means": priors == "bpmf"}
     c = build_model(r, 2, **kw)
-    # the plain offsets; tests/test_offsets.py checks the default sheared ones against these
-    nc = build_model(r, 2, parametrization="noncentered", centred_rows=rows, shear_offsets=False, **kw)
+    # the plain offsets and scales; tests/test_offsets.py and tests/test_scales.py check the
+    # default sheared offsets and paired scales against these
+    nc = build_model(r, 2, parametrization="noncentered", centred_rows=rows, shear_offsets=False,
+                     pair_scales=False, **kw)
     assert {"U_z", "V_z", "user_bias_z", "item_bias_z"} <= free_names(nc)
     assert not {"U", "V", "user_bias", "item_bias", "mu"} & free_names(nc)
     assert mixed == ({"U_c", "V_c", "user_bias_c", "item_bias_c"} <= free_names(nc))

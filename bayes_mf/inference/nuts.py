@@ -90,7 +90,8 @@ _FACTORS = {"U", "V", "Y", "W", "U_z", "V_z", "Y_z", "W_z", "U_c", "V_c", "Y_c",
 
 def _jittered(point: dict, names: set, chains: int, seed) -> list:
     """One start per chain: ``point`` with the entries in ``names`` jittered (scales by a factor
-    in [1/e, e], the rest by U(-0.5, 0.5)), the PyMC counterpart of nutpie's ``jitter_rvs``."""
+    in [1/e, e], the rest but LKJ correlations by U(-0.5, 0.5)), the PyMC counterpart of
+    nutpie's ``jitter_rvs``."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -99,7 +100,8 @@ def _jittered(point: dict, names: set, chains: int, seed) -> list:
         start = {}
         for name, value in point.items():
             value = np.asarray(value, dtype=float)
-            if name in names:
+            # an LKJ correlation factor must keep unit rows: it starts at the MAP's
+            if name in names and not name.startswith("corr"):
                 u = rng.uniform(-1.0, 1.0, value.shape)
                 value = value * np.exp(u) if name.startswith(("sigma", "chol")) else value + 0.5 * u
             start[name] = value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._scales import LOG_PRODUCT, paired_start
 from ..data import Ratings
 from ..models import build_model
 from .typeii import _scaled_moments
@@ -108,13 +109,16 @@ def initvals(est, model) -> dict:
 
     For a non-centred model the standard-normal ``{name}_z`` start where they
     reproduce the MAP's ``name`` under the start scales (``sigma_*``, or the
-    BPMF mean and Cholesky factor): :math:`z = (F - m) L^{-\top}`.
+    BPMF mean and Cholesky factor): :math:`z = (F - m) L^{-\top}`; paired factor scales
+    (:func:`bayes_mf._scales.paired_scales`) start at the MAP's.
     """
     free = {rv.name: rv for rv in model.free_RVs}
     ip = model.initial_point()
     out = {}
     point = dict(est.map_point_)
     point.update(_whitened(point, free, model))
+    if LOG_PRODUCT in free:
+        point.update(paired_start(point, model.bayes_mf_spec["priors"]))
     for name, value in point.items():
         if name in free:
             value = np.asarray(value, dtype=float)
