@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 def _pmf(method: str) -> Callable:
     # the BPMF prior with biases is the best PyMC model on MovieLens (benchmarks/bench_pymc.py);
-    # NUTS: 2 x 2 500 draws after 1 000 tuning steps.  On u1 (2 cores, target_accept 0.9, sheared
-    # offsets) min ESS 458, R-hat 1.010, but 17 divergences in 1 640 s; in the flagship run
-    # R-hat 1.009, ESS 447, 0 divergences in 1 692 s (README, NUTS geometry and flagship run)
-    extra = {"draws": 2500, "tune": 1000} if method == "nuts" else {}
+    # NUTS: 2 x 4 000 draws after 1 000 tuning steps.  On u1 (2 cores, target_accept 0.9, sheared
+    # offsets, paired factor scales) 2 x 2 500 draws gave 0 divergences in 1 038 s but min ESS
+    # 288 (sigma_c) (README, NUTS geometry)
+    extra = {"draws": 4000, "tune": 1000} if method == "nuts" else {}
 
     def make(n_factors: int, random_seed):
         from .inference import PMF

@@ -119,7 +119,9 @@ class PMF(BayesianEstimator):
         learned scales, the geometry NUTS mixes on (no funnel), and with biases
         the mean and offsets in the sheared coordinates of
         :func:`~bayes_mf._offsets.sheared_offsets` (the likelihood sees centred
-        factors, so a user's offset no longer trades with :math:`U_i^\top \bar V`);
+        factors, so a user's offset no longer trades with :math:`U_i^\top \bar V`), and the
+        two sides' factor scales as log product and log ratio
+        (:func:`~bayes_mf._scales.paired_scales`: the data see only the product);
         ``"centered"``
         samples ``U``, ``V`` and the offsets directly; ``"mixed"`` keeps the
         rows the data dominate centred (:func:`~bayes_mf.inference.sampling.centred_rows`;
