@@ -348,11 +348,17 @@ def format_table(table: pd.DataFrame, interval: float = 0.9) -> str:
     return "\n".join(lines)
 
 
+#: columns of whole numbers in the ``--json`` rows
+_COUNTS = ("divergences", "draws_total", "n_train", "n_test", "n_unseen")
+
+
 def to_json(table: pd.DataFrame, *, data: str, fold, extra: dict | None = None) -> str:
     """The ``--json`` document: ``{"data", "fold", "results": [...]}`` (nan -> null)."""
     results = []
     for rec in table.to_dict(orient="records"):
-        results.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
+        rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+        # counts stay integers when a missing value made their column float
+        results.append({k: (int(v) if k in _COUNTS and v is not None else v) for k, v in rec.items()})
     doc = {"data": data, "fold": fold, "results": results, **(extra or {})}
     return json.dumps(doc, indent=2, default=_json_default)
 

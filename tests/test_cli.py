@@ -158,3 +158,20 @@ def test_cli_recommend_with_time_effects_at_a_date(movielens_dir, capsys):
     out = capsys.readouterr().out
     assert "top 3 for user 3" in out and "at 1998-04-23 00:00:00" in out
     assert len(out.strip().splitlines()) == 5
+
+
+def test_json_counts_stay_integers_beside_missing_values():
+    import json
+
+    import pandas as pd
+
+    from bayes_mf.compare import to_json
+
+    # a NUTS row beside a Gibbs row: pandas makes the divergences column float
+    table = pd.DataFrame({"method": ["nuts", "gibbs"], "divergences": [0, None], "draws_total": [8000, 4000],
+                          "rmse": [0.9, 0.91]})
+    assert table["divergences"].dtype == float
+    rows = json.loads(to_json(table, data="toy", fold=1))["results"]
+    assert rows[0]["divergences"] == 0 and isinstance(rows[0]["divergences"], int)
+    assert rows[1]["divergences"] is None and isinstance(rows[1]["draws_total"], int)
+    assert rows[0]["rmse"] == 0.9
