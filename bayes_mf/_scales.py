@@ -39,8 +39,7 @@ def _halfnormal_logp(s, h: float):
     return (np.log(2.0 / np.sqrt(2.0 * np.pi) / h) - s**2 / (2.0 * h**2) + pt.log(s)).sum()
 
 
-def paired_scales(priors: str, k: int, hyper_u: float | None, hyper_v: float | None,
-                  start_u: float | None = None, start_v: float | None = None):
+def paired_scales(priors: str, k: int, hyper_u: float | None, hyper_v: float | None):
     r"""Factor scales of the user and item sides, free as log product and log ratio.
 
     Parameters
@@ -55,8 +54,6 @@ def paired_scales(priors: str, k: int, hyper_u: float | None, hyper_v: float | N
         Rank.
     hyper_u, hyper_v : float, optional
         Hyperprior scales of the adaptive prior.
-    start_u, start_v : float, optional
-        Initial scales (the estimator starts at its MAP point anyway).
 
     Returns
     -------
@@ -71,16 +68,17 @@ def paired_scales(priors: str, k: int, hyper_u: float | None, hyper_v: float | N
         hu, hv = (1.0 if h is None else float(h) for h in (hyper_u, hyper_v))
     else:
         shape, hu, hv = (k,), 1.0, 1.0
-    su0 = 0.5 if start_u is None else float(start_u)
-    sv0 = 0.5 if start_v is None else float(start_v)
-    p = pm.Flat(LOG_PRODUCT, shape=shape, initval=np.full(shape, np.log(su0 * sv0)))
-    r = pm.Flat(LOG_RATIO, shape=shape, initval=np.full(shape, np.log(su0 / sv0)))
+    # no initial values here (they start at 1, and the estimator at its MAP point): a model
+    # with initial values cannot be cloned into a graph (PMF.from_model)
+    p = pm.Flat(LOG_PRODUCT, shape=shape)
+    r = pm.Flat(LOG_RATIO, shape=shape)
     s_u, s_v = pt.exp(0.5 * (p + r)), pt.exp(0.5 * (p - r))
     # (p, r) -> (log s_u, log s_v) has Jacobian 1/2 per factor
     pm.Potential("scale_prior", _halfnormal_logp(s_u, hu) + _halfnormal_logp(s_v, hv)
                  + np.log(0.5) * int(np.prod(shape)))
     if priors == "adaptive":
         return s_u, s_v
+    # LKJ's support point would compile with the C backend: an explicit identity instead
     eye = np.eye(k)
     c_u = pm.LKJCorr("corr_u", n=k, eta=2.0, initval=eye)
     c_v = pm.LKJCorr("corr_v", n=k, eta=2.0, initval=eye)

@@ -406,9 +406,8 @@ def build_model(
         paired = {}
         if pair_scales and noncentered and scale_priors != "fixed" and not constrained and not rows:
             # the likelihood sees only the product of the two sides' scales
-            paired = dict(zip("UV", paired_scales(
-                priors, int(n_factors), given["sigma_u"], given["sigma_v"],
-                *((given["sigma_u"], given["sigma_v"]) if priors == "bpmf" else ())), strict=True))
+            paired = dict(zip("UV", paired_scales(priors, int(n_factors), given["sigma_u"], given["sigma_v"]),
+                              strict=True))
 
         def side_kw(value, key):
             mean, cov = moments.get(key, (None, None))

@@ -82,3 +82,12 @@ def test_pairing_only_where_it_applies(small):
         m = bmf.models.build_model(small, 2, **kw)
         assert not m.bayes_mf_spec["paired_scales"]
         assert LOG_PRODUCT not in {v.name for v in m.free_RVs}
+
+
+def test_paired_adaptive_model_can_be_cloned(small):
+    # PMF.from_model clones the user's model; PyMC refuses models with initial values
+    from pymc.model.fgraph import clone_model
+
+    m = bmf.models.build_model(small, 2, priors="adaptive", parametrization="noncentered")
+    assert m.bayes_mf_spec["paired_scales"]
+    assert LOG_PRODUCT in {v.name for v in clone_model(m).free_RVs}
