@@ -23,6 +23,24 @@ def sim_split(sim_small):
 
 
 @pytest.fixture(scope="session")
+def tiny_ratings():
+    """15 users x 12 items, rank 2: for checks of the PyMC models' coordinates."""
+    return simulate_pmf(n_users=15, n_items=12, n_factors=2, density=0.6, noise_sd=0.3,
+                        random_seed=5).ratings
+
+
+@pytest.fixture(scope="session")
+def model_values():
+    """``f(model, names, point)``: the values of named model variables at a point of its
+    free (transformed) variables."""
+    def values(model, names, point):
+        outs = model.replace_rvs_by_values([model[n] for n in names])
+        return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+
+    return values
+
+
+@pytest.fixture(scope="session")
 def movielens_dir():
     """The MovieLens 100K folder; in CI its absence is a failure, never a skip."""
     try:

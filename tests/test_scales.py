@@ -8,17 +8,6 @@ import bayes_mf as bmf
 from bayes_mf._scales import LOG_PRODUCT, LOG_RATIO, paired_scales, paired_start
 
 
-@pytest.fixture(scope="module")
-def small():
-    return bmf.datasets.simulate_pmf(n_users=15, n_items=12, n_factors=2, density=0.6, noise_sd=0.3,
-                                     random_seed=5).ratings
-
-
-def _values(model, names, point):
-    outs = model.replace_rvs_by_values([model[n] for n in names])
-    return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
-
-
 @pytest.mark.parametrize("priors", ["adaptive", "bpmf"])
 def test_paired_scales_are_the_halfnormal_lkj_prior(priors):
     import pymc as pm
@@ -48,10 +37,10 @@ def test_paired_scales_are_the_halfnormal_lkj_prior(priors):
 
 
 @pytest.mark.parametrize("priors", ["adaptive", "bpmf"])
-def test_paired_model_keeps_factors_and_predictions(small, priors):
+def test_paired_model_keeps_factors_and_predictions(tiny_ratings, model_values, priors):
     kw = {"priors": priors, "parametrization": "noncentered"}
-    plain = bmf.models.build_model(small, 2, pair_scales=False, **kw)
-    paired = bmf.models.build_model(small, 2, **kw)
+    plain = bmf.models.build_model(tiny_ratings, 2, pair_scales=False, **kw)
+    paired = bmf.models.build_model(tiny_ratings, 2, **kw)
     assert paired.bayes_mf_spec["paired_scales"] and not plain.bayes_mf_spec["paired_scales"]
     free = {v.name for v in paired.free_RVs}
     assert {LOG_PRODUCT, LOG_RATIO} <= free and not {"sigma_u", "chol_u"} & free
@@ -61,33 +50,33 @@ def test_paired_model_keeps_factors_and_predictions(small, priors):
     scale_names = ("sigma_u", "sigma_v") if priors == "adaptive" else ("chol_u", "chol_v")
     for _ in range(3):
         x = {n: v + 0.5 * rng.standard_normal(np.shape(v)) for n, v in ip.items()}
-        want = _values(plain, names, x)
-        raw = _values(plain, scale_names, x)
+        want = model_values(plain, names, x)
+        raw = model_values(plain, scale_names, x)
         y = {n: v for n, v in x.items() if n in paired.initial_point()}
         y.update(paired_start(dict(zip(scale_names, raw, strict=True)), priors))
         y = {n: (pytensor.function([], paired.rvs_to_transforms[paired[n]].forward(v), mode="NUMBA")()
                  if n.startswith("corr") else v) for n, v in y.items()}
         y = {(paired.rvs_to_values[paired[n]].name if n.startswith("corr") else n): v for n, v in y.items()}
         assert set(y) == set(paired.initial_point())
-        for a, b in zip(_values(paired, names, y), want, strict=True):
+        for a, b in zip(model_values(paired, names, y), want, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
-def test_pairing_only_where_it_applies(small):
+def test_pairing_only_where_it_applies(tiny_ratings):
     for kw in ({"priors": "bpmf", "parametrization": "centered"},
                {"priors": "fixed", "parametrization": "noncentered"},
                {"priors": "bpmf", "parametrization": "noncentered", "constrained": True},
                {"priors": "adaptive", "parametrization": "noncentered",
-                "centred_rows": {"U": np.arange(small.n_users) < 3}}):
-        m = bmf.models.build_model(small, 2, **kw)
+                "centred_rows": {"U": np.arange(tiny_ratings.n_users) < 3}}):
+        m = bmf.models.build_model(tiny_ratings, 2, **kw)
         assert not m.bayes_mf_spec["paired_scales"]
         assert LOG_PRODUCT not in {v.name for v in m.free_RVs}
 
 
-def test_paired_adaptive_model_can_be_cloned(small):
+def test_paired_adaptive_model_can_be_cloned(tiny_ratings):
     # PMF.from_model clones the user's model; PyMC refuses models with initial values
     from pymc.model.fgraph import clone_model
 
-    m = bmf.models.build_model(small, 2, priors="adaptive", parametrization="noncentered")
+    m = bmf.models.build_model(tiny_ratings, 2, priors="adaptive", parametrization="noncentered")
     assert m.bayes_mf_spec["paired_scales"]
     assert LOG_PRODUCT in {v.name for v in clone_model(m).free_RVs}
