@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 IDENTIFIABLE = ("sigma", "sigma_b", "sigma_c", "mu", "user_bias", "item_bias", "pred_check",
-                "sigma_time_item", "sigma_time_user", "cutpoints")
+                "sigma_time_item", "sigma_time_user", "cutpoints", "noise_shape_user", "noise_shape_item")
 NOT_IDENTIFIABLE = ("U", "V")
 
 

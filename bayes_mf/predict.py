@@ -51,6 +51,10 @@ class PosteriorDraws:
     item_bias : (S, n_items) or None
     sigma_u, sigma_v, sigma_b, sigma_c : (S,) or None
         Prior scales, used for unseen users/items (``None`` -> zero).
+    user_noise, item_noise : (S, n_users), (S, n_items) or None
+        Noise precision multipliers of heteroscedastic noise (a pair's sd is
+        ``sigma / sqrt(user_noise * item_noise)``); ``noise_shape_user``,
+        ``noise_shape_item`` (S,): their Gamma(a, a) shapes, for unseen ids.
     link : {"identity", "logistic"}
     scale : (low, high) or None
         For ``link="logistic"``: ratings were mapped by
@@ -69,6 +73,10 @@ class PosteriorDraws:
     sigma_c: np.ndarray | None = None
     link: str = "identity"
     scale: tuple[float, float] | None = None
+    user_noise: np.ndarray | None = None
+    item_noise: np.ndarray | None = None
+    noise_shape_user: np.ndarray | None = None
+    noise_shape_item: np.ndarray | None = None
 
     @property
     def n_draws(self) -> int:
@@ -84,7 +92,8 @@ class PosteriorDraws:
         return PosteriorDraws(
             self.U[keep], self.V[keep], pick(self.sigma), pick(self.mu), pick(self.user_bias),
             pick(self.item_bias), pick(self.sigma_u), pick(self.sigma_v), pick(self.sigma_b),
-            pick(self.sigma_c), self.link, self.scale,
+            pick(self.sigma_c), self.link, self.scale, pick(self.user_noise), pick(self.item_noise),
+            pick(self.noise_shape_user), pick(self.noise_shape_item),
         )
 
     def thin(self, max_draws: int | None) -> PosteriorDraws:
@@ -117,6 +126,30 @@ def _side(F, bias, code, prior_sd, prior_bias_sd, rng):
             bsd = np.zeros(S) if prior_bias_sd is None else np.asarray(prior_bias_sd, float)
             b[:, unseen] = rng.standard_normal((S, m)) * bsd[:, None]
     return f, b
+
+
+def noise_sd(d: PosteriorDraws, ucode, icode, rng=None) -> np.ndarray:
+    """The noise sd of each pair in every draw, (S, 1) or (S, P) (heteroscedastic noise).
+
+    An unseen user's (item's) multiplier is drawn from its Gamma(a, a) prior
+    with that draw's shape, or set to the prior mean 1 when ``rng`` is None.
+    """
+    sigma = np.asarray(d.sigma, float).reshape(-1, 1)
+    if d.user_noise is None:
+        return sigma
+    prec = 1.0
+    for mult, shape, code in ((d.user_noise, d.noise_shape_user, ucode), (d.item_noise, d.noise_shape_item, icode)):
+        code = np.asarray(code, np.int64)
+        m = mult[:, np.maximum(code, 0)]
+        unseen = code < 0
+        if unseen.any():
+            if rng is None:
+                m[:, unseen] = 1.0
+            else:
+                a = np.asarray(shape, float)[:, None]
+                m[:, unseen] = rng.gamma(a, 1.0 / a, (a.shape[0], int(unseen.sum())))
+        prec = prec * m
+    return sigma / np.sqrt(prec)
 
 
 def linear_predictor(d: PosteriorDraws, ucode, icode, rng) -> np.ndarray:
@@ -203,7 +236,8 @@ def posterior_predictive(
         if offset is not None:
             eta = eta + offset(s, e, rng)
         m = 1.0 / (1.0 + np.exp(-eta)) if draws.link == "logistic" else eta
-        y = m + sigma * rng.standard_normal(m.shape) if include_noise else m
+        sd = sigma if draws.user_noise is None else noise_sd(draws, ucode[s:e], icode[s:e], rng)
+        y = m + sd * rng.standard_normal(m.shape) if include_noise else m
         y = _to_rating_scale(draws, y)
         if draws.link == "identity" and (offset is not None or ((ucode[s:e] < 0) | (icode[s:e] < 0)).any()):
             # exact: an unseen side (or offset level) contributes its prior mean, zero

@@ -70,7 +70,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from .data import Ratings
-from .predict import PosteriorDraws, _to_rating_scale, linear_predictor
+from .predict import PosteriorDraws, _to_rating_scale, linear_predictor, noise_sd
 
 __all__ = ["VAR_DIMS", "PREDICTIVE_DRAWS", "PREDICTIVE_PAIRS", "UNIT_POWERS", "add_predictive",
            "build_result", "draws_from_result", "package_versions", "pointwise_log_likelihood",
@@ -265,7 +265,7 @@ def pointwise_log_likelihood(d: PosteriorDraws, ucode, icode, y) -> tuple[np.nda
     ll, mean : (S, P) arrays
     """
     eta = linear_predictor(d, np.asarray(ucode, np.int64), np.asarray(icode, np.int64), None)
-    sigma = np.asarray(d.sigma, float).reshape(-1, 1)
+    sigma = noise_sd(d, ucode, icode)  # (S, 1), or per pair with heteroscedastic noise
     if d.link == "logistic":
         lo, hi = d.scale
         m = 1.0 / (1.0 + np.exp(-eta))
@@ -319,11 +319,11 @@ def add_predictive(dt, *, max_draws: int = PREDICTIVE_DRAWS, max_pairs: int = PR
     y = y_all[pos]
     ll = np.empty((sub.n_draws, pos.size))
     rep = np.empty((sub.n_draws, pos.size))
-    sigma = np.asarray(sub.sigma, float).reshape(-1, 1)
     chunk = max(1, 8_000_000 // max(1, sub.n_draws * sub.U.shape[-1]))
     for s in range(0, pos.size, chunk):
         e = min(s + chunk, pos.size)
         ll[:, s:e], m = pointwise_log_likelihood(sub, users[s:e], items[s:e], y[s:e])
+        sigma = noise_sd(sub, users[s:e], items[s:e])
         rep[:, s:e] = _to_rating_scale(sub, m + sigma * rng.standard_normal(m.shape))
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()[keep], "obs": pos,
               "obs_user": ("obs", obs["obs_user"].to_numpy()[pos]),
@@ -356,4 +356,6 @@ def draws_from_result(dt) -> PosteriorDraws:
         sigma_u=flat("sigma_u"), sigma_v=flat("sigma_v"),
         sigma_b=flat("sigma_b"), sigma_c=flat("sigma_c"),
         link=dt.attrs.get("link", "identity"), scale=scale,
+        user_noise=flat("user_noise"), item_noise=flat("item_noise"),
+        noise_shape_user=flat("noise_shape_user"), noise_shape_item=flat("noise_shape_item"),
     )

@@ -50,6 +50,10 @@ VARIANTS = {
     "implicit+time-user": ({"implicit": "both", "time_effects": "user"}, False),
     "implicit+side+time-user": ({"implicit": "both", "time_effects": "user"}, True),
     "implicit+side+time-both": ({"implicit": "both", "time_effects": "both"}, True),
+    "hetero": ({"heteroscedastic": True}, False),
+    "implicit+hetero": ({"implicit": "both", "heteroscedastic": True}, False),
+    "implicit+side+time-user+hetero": ({"implicit": "both", "time_effects": "user", "heteroscedastic": True},
+                                       True),
 }
 
 

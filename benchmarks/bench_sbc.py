@@ -29,6 +29,7 @@ CONFIGS = {
     "adaptive": dict(prior="adaptive"),
     "bpmf-implicit": dict(prior="bpmf", implicit="both"),
     "adaptive-implicit": dict(prior="adaptive", implicit="both"),
+    "bpmf-hetero": dict(prior="bpmf", heteroscedastic=True),
 }
 
 

@@ -25,6 +25,7 @@ from .counter import STREAMS, chain_key, normals
 from .effects import Effects, initial_effects
 from .layout import SIDES, _Features, _Side
 from .moves import MU_PRIOR_PREC
+from .noise import Noise, initial_noise, weighted_residuals
 from .priors import _gamma_precision, _normal_wishart, _wishart
 from .sweep_moves import MovesMixin
 
@@ -51,6 +52,7 @@ class _Settings:
     threads: int = 1
     overrelax: float = 0.0  # over-relaxed row and feature draws: alpha = -overrelax (Adler 1981)
     interweave: bool = False  # feature vectors drawn again given the effective rows (step 2b)
+    heteroscedastic: bool = False  # a noise precision multiplier per user and per item (gibbs.noise)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class ChainState:
     prec_feat: dict  # side -> (n_groups x d) feature precisions or None
     effects: object = None  # rating-level effects (gibbs.effects.EffectState) or None
     ordinal: object = None  # ordinal.OrdinalState of the cut-points (likelihood="ordinal")
+    noise: object = None  # noise.NoiseState of the precision multipliers (heteroscedastic)
     key: np.ndarray = None  # Philox key (two uint32 words) of the counter-based normals
     sweep: int = 0  # sweeps done: the counter that keys each sweep's normals
 
@@ -106,10 +109,12 @@ def initial_state(problem: dict, st: _Settings, seed) -> ChainState:
     # drawn last, so that the Gaussian chains' random streams are unchanged
     cuts = (ordinal.initial_ordinal(problem["codes"], len(problem["levels"]), rng)
             if st.likelihood == "ordinal" else None)
+    effects = initial_effects(problem, rng, sd)
     return ChainState(rng=rng, X=X, W=W, mu=mu, tau=tau, lam_f=lam_f, lam_b=lam_b,
                       m_f={s: np.zeros(k) for s in SIDES},
                       Lam_f={s: lam_f[s] * np.eye(k) for s in SIDES}, prec_feat=prec_feat,
-                      effects=initial_effects(problem, rng, sd), ordinal=cuts, key=chain_key(seed))
+                      effects=effects, ordinal=cuts, key=chain_key(seed),
+                      noise=initial_noise(problem, rng) if st.heteroscedastic else None)
 
 
 class Sweeper(MovesMixin):
@@ -132,7 +137,7 @@ class Sweeper(MovesMixin):
         self.use_numba = st.backend == "numba"
         # the compiled kernels need no SideIndex (layout._Side), unless the response changes from sweep
         # to sweep (set_response): its new values are put in each side's order through the index
-        compact = self.use_numba and not (self.ordinal or problem.get("effects"))
+        compact = self.use_numba and not (self.ordinal or problem.get("effects") or st.heteroscedastic)
         self.by = {"user": _Side(self.user, self.item, self.rating, problem["n_users"], problem["n_items"],
                                  compact),
                    "item": _Side(self.item, self.user, self.rating, problem["n_items"], problem["n_users"],
@@ -151,6 +156,9 @@ class Sweeper(MovesMixin):
         self.check_u, self.check_i = problem["check_user"], problem["check_item"]
         self.effects = Effects(problem, st) if problem.get("effects") else None
         self.base, self.offsets = self.rating, None  # see set_response
+        # per-rating precision multipliers (None: homoscedastic); with them self.counts holds their row sums
+        self.weights, self.weight_sum = None, float(self.n_obs)
+        self.noise = Noise(self, st) if st.heteroscedastic else None
 
     # ------------------------------------------------------------- blocks
     def set_response(self, y: np.ndarray) -> None:
@@ -207,13 +215,13 @@ class Sweeper(MovesMixin):
         G, h = self.G_store[side], self.h_store[side]
         if self.use_numba:
             ok = kernels._side_step_numba(by.indptr, by.cols, by.vals, other_F, other_b, s.mu, self.ub, P, pm,
-                                          s.tau, z, X, store, G, h, -self.st.overrelax)
+                                          s.tau, z, X, store, G, h, -self.st.overrelax, by.wts)
             if not ok:
                 raise FloatingPointError(f"non positive-definite {side} precision matrix")
         else:
             X[...] = kernels._side_step_numpy(by, other_F, other_b, s.mu, self.ub, P, pm, s.tau, z,
                                               G if store else None, h if store else None, X,
-                                              -self.st.overrelax)
+                                              -self.st.overrelax, by.wts_obs if self.weights is not None else None)
         return X.copy() if f is None else self._feature_steps(s, side, P, m)
 
     def _prior_rows(self, s: ChainState, side: str, m) -> np.ndarray:
@@ -267,7 +275,7 @@ class Sweeper(MovesMixin):
         bu = np.ascontiguousarray(Xu[:, k]) if self.ub else np.zeros(1)
         bv = np.ascontiguousarray(Xv[:, k]) if self.ub else np.zeros(1)
         s1, s2 = self._residuals(s.mu, Uf, Vf, bu, bv)
-        n = self.n_obs
+        n = self.weight_sum  # the rating count, or the sum of the weights
         if self.st.global_mean:
             prec = s.tau * n + MU_PRIOR_PREC
             new_mu = (s.tau * (s1 + n * s.mu)) / prec + s.rng.standard_normal() / math.sqrt(prec)
@@ -278,11 +286,13 @@ class Sweeper(MovesMixin):
             s.mu = new_mu
         if self.st.sigma is None:
             a0, b0 = self.st.gamma_prior
-            s.tau = _gamma_precision(s.rng, a0, b0, s2, n)
+            s.tau = _gamma_precision(s.rng, a0, b0, s2, self.n_obs)
         return s2
 
     def _residuals(self, mu: float, Uf, Vf, bu, bv) -> tuple[float, float]:
         """Sum and sum of squares of the residuals at ``mu``; per-row sums into ``self.resid``."""
+        if self.weights is not None:
+            return weighted_residuals(self, mu, Uf, Vf, bu, bv)
         if self.use_numba:
             bu = bu if self.ub else np.zeros(Uf.shape[0])
             bv = bv if self.ub else np.zeros(Vf.shape[0])
@@ -327,6 +337,8 @@ class Sweeper(MovesMixin):
             own = {side: self.side_step(s, side) for side in SIDES}
             if self.effects is not None:
                 self.effects.step(self, s)
+            if self.noise is not None:
+                self.noise.step(self, s)
             s2 = self.noise_and_mean(s)
             self.hyper(s, own)
             if self.effects is not None:
@@ -342,6 +354,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
     k, st = sw.k, sw.st
     Xu, Xv = s.X["user"], s.X["item"]
     out["sigma"][row] = 1.0 / math.sqrt(s.tau)
+    if sw.weights is not None:  # s2 is weighted: the plain one for the training RMSE
+        s2 = float(np.sum((sw.rating - sw.linear_predictor(s)) ** 2))
     out["train_rmse"][row] = math.sqrt(max(s2, 0.0) / sw.n_obs)
     for side, name in (("user", "sigma_u"), ("item", "sigma_v")):
         # the prior sd of a new user's/item's factors (exact for isotropic priors;
@@ -365,6 +379,8 @@ def _record(sw: Sweeper, s: ChainState, out: dict, row: int, s2: float) -> None:
         out["V"][row] = Xv[:, :k]
     if sw.effects is not None:
         sw.effects.record(s, out, row)
+    if sw.noise is not None:
+        sw.noise.record(s, out, row)
     if sw.ordinal:
         out["cutpoints"][row] = s.ordinal.cuts
 
@@ -385,6 +401,8 @@ def _empty_draws(sw: Sweeper, n_keep: int) -> dict:
         out.update(U=np.empty((n_keep, n_users, k)), V=np.empty((n_keep, n_items, k)))
     if sw.effects is not None:
         out.update(sw.effects.empty(n_keep))
+    if sw.noise is not None:
+        out.update(sw.noise.empty(n_keep))
     if sw.ordinal:
         out["cutpoints"] = np.empty((n_keep, sw.n_levels - 1))
     return out
@@ -407,6 +425,8 @@ def run_chain(problem: dict, st: _Settings, state, n_sweeps: int, *, burn_in: in
     sw = Sweeper(problem, st) if sweeper is None else sweeper
     if sw.effects is not None:
         sw.effects.sync(sw, state)  # the response of a resumed chain holds its effects
+    if sw.noise is not None:
+        sw.noise.set_weights(sw, state)  # and the weights, its multipliers
     n_keep = max(0, (n_sweeps - burn_in) // thin)
     out = _empty_draws(sw, n_keep)
     U_sum = np.zeros((len(sw.counts["user"]), sw.k))

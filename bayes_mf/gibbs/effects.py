@@ -201,12 +201,19 @@ class Effects:
             name, idx = f["name"], f["index"]
             e = s.effects.values[name]
             r = sw.base - eta - (total - e[idx])
-            prec = s.tau * self.counts[name] + s.effects.lam[name]
-            sums = np.bincount(idx, weights=r, minlength=e.size)
+            counts, sums = self._sums(sw, idx, r, e.size, name)
+            prec = s.tau * counts + s.effects.lam[name]
             new = s.tau * sums / prec + s.rng.standard_normal(e.size) / np.sqrt(prec)
             total += new[idx] - e[idx]
             s.effects.values[name] = new
         sw.set_offsets(total)
+
+    def _sums(self, sw, idx, r, n, name):
+        """Per level: the rating count and residual sum, both weighted under heteroscedastic noise."""
+        if sw.weights is None:
+            return self.counts[name], np.bincount(idx, weights=r, minlength=n)
+        return (np.bincount(idx, weights=sw.weights, minlength=n),
+                np.bincount(idx, weights=sw.weights * r, minlength=n))
 
     def hyper(self, s) -> None:
         a0, b0 = self.st.gamma_prior
@@ -244,8 +251,8 @@ class Effects:
         for f in self.fams:
             name, idx = f["name"], f["index"]
             e = s.effects.values[name]
-            sums = np.bincount(idx, weights=r, minlength=e.size)
-            delta, A, B = scale_biases(s.rng, e, self.counts[name], sums, s.tau, s.effects.lam[name], a0, b0)
+            counts, sums = self._sums(sw, idx, r, e.size, name)
+            delta, A, B = scale_biases(s.rng, e, counts, sums, s.tau, s.effects.lam[name], a0, b0)
             s2 = s2 - 2.0 * delta * B + delta * delta * A
             r -= delta * e[idx]
             total += delta * e[idx]

@@ -80,6 +80,11 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         no training ``posterior_predictive``/``log_likelihood`` groups.
     time_bins : int
         Equal-width bins of the training period for the item effects.
+    heteroscedastic : bool
+        A noise precision multiplier per user and per item, each
+        :math:`\mathrm{Gamma}(a, a)` with a learned shape
+        (:mod:`bayes_mf.gibbs.noise`): a rating's sd is
+        :math:`\sigma/\sqrt{\alpha_i\beta_j}`, and intervals follow it.  Gaussian likelihood only.
     likelihood : {"gaussian", "ordinal"}
         ``"ordinal"``: ordered probit for integer star ratings, by data
         augmentation with learned cut-points (:mod:`bayes_mf.gibbs.ordinal`;
@@ -248,6 +253,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         side_features: bool = False,
         time_effects=None,
         time_bins: int = 30,
+        heteroscedastic: bool = False,
         likelihood: str = "gaussian",
         sigma: float | None = None,
         sigma_u: float | None = None,
@@ -289,6 +295,7 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         self.side_features = side_features
         self.time_effects = time_effects
         self.time_bins = time_bins
+        self.heteroscedastic = heteroscedastic
         self.likelihood = likelihood
         self.sigma = sigma
         self.sigma_u = sigma_u

@@ -135,9 +135,14 @@ def check_params(est, priors: tuple, implicit: dict) -> None:
                          "or 'numpy'")
     if est.client is not None and est.backend != "dask":
         raise ValueError(f"client is used only with backend='dask', got backend={est.backend!r}")
-    if est.backend == "dask" and (est.time_effects or est.likelihood != "gaussian"):
-        raise ValueError("backend='dask' does not support time effects or the ordinal likelihood yet; "
-                         "use backend='numba'")
+    if est.backend == "dask" and (est.time_effects or est.likelihood != "gaussian" or est.heteroscedastic):
+        raise ValueError("backend='dask' does not support time effects, heteroscedastic noise or the "
+                         "ordinal likelihood yet; use backend='numba'")
+    if not isinstance(est.heteroscedastic, (bool, np.bool_)):
+        raise ValueError(f"heteroscedastic must be True or False, got {est.heteroscedastic!r}")
+    if est.heteroscedastic and est.likelihood != "gaussian":
+        raise ValueError("heteroscedastic=True needs likelihood='gaussian': the ordinal likelihood's "
+                         "latent noise sd is fixed at 1")
     positive("sigma", allow_none=True)
     if isinstance(est.target_rhat, bool) or not (isinstance(est.target_rhat, (int, float))
                                                   and est.target_rhat > 1.0):
@@ -201,5 +206,5 @@ def settings(est, backend: str, r: Ratings):
         backend=backend, store_factors=bool(est.store_factors), moves=bool(est.moves),
         overrelax=float(est.overrelax), interweave=bool(est.interweave),
         factor_means=factor_means_on(est), likelihood=est.likelihood,
-        threads=int(est.threads or 1),
+        threads=int(est.threads or 1), heteroscedastic=bool(est.heteroscedastic),
     )

@@ -64,7 +64,7 @@ def row_chunks(indptr: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- kernels (NumPy)
 def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_store, h_store, x_old=None,
-                     alpha: float = 0.0):
+                     alpha: float = 0.0, wts=None):
     """All rows' conditional draws of one side, vectorised; see the module docstring (step 1).
 
     With ``alpha != 0`` each row is over-relaxed (Adler 1981):
@@ -74,8 +74,12 @@ def _side_step_numpy(side, other_F, other_b, mu, use_bias, P, pm, tau, z, G_stor
     """
     X = np.c_[other_F, np.ones(other_F.shape[0])] if use_bias else other_F
     y = side.vals_obs - mu - (other_b[side.cols_obs] if use_bias else 0.0)
-    G = side.index.gram(X) * tau
-    h = side.index.rhs(X, y) * tau
+    if wts is None:
+        G = side.index.gram(X) * tau
+        h = side.index.rhs(X, y) * tau
+    else:  # per-rating precision multipliers, in input order (heteroscedastic noise)
+        G = side.index.gram(X, wts) * tau
+        h = side.index.rhs(X, wts * y) * tau
     if G_store is not None:
         G_store[...] = G
         h_store[...] = h
@@ -231,7 +235,7 @@ if HAVE_NUMBA:
         return True
 
     @_jit_par
-    def _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z,
+    def _side_step_par(indptr, cols, vals, wts, other_F, other_b, mu, use_bias, P, pm, tau, z,
                        out, store, G_store, h_store, bounds, packed, alpha):  # pragma: no cover - compiled
         n_other, k = other_F.shape
         d = k + use_bias
@@ -257,6 +261,7 @@ if HAVE_NUMBA:
                             q += 1
         n_chunks = bounds.shape[0] - 1
         nnz = cols.shape[0]
+        weighted = wts.shape[0] > 0  # per-rating precision multipliers (heteroscedastic noise)
         ok = np.ones(n_chunks, dtype=np.bool_)
         for ch in _numba.prange(n_chunks):
             Gp = np.empty(nt)  # scratch per chunk: each thread its own
@@ -278,7 +283,20 @@ if HAVE_NUMBA:
                     y = vals[n] - mu
                     if use_bias:
                         y -= other_b[c]
-                    if packed:
+                    if weighted:
+                        wn = wts[n]
+                        y *= wn
+                        if packed:
+                            for q in range(nt):
+                                Gp[q] += wn * O[c, q]
+                        else:
+                            q = 0
+                            for a in range(d):
+                                xa = wn * X[c, a]
+                                for b in range(a + 1):
+                                    Gp[q + b] += xa * X[c, b]
+                                q += a + 1
+                    elif packed:
                         for q in range(nt):
                             Gp[q] += O[c, q]
                     else:
@@ -473,14 +491,19 @@ if HAVE_NUMBA:
             vals_out[p] = vals[n]
 
 
+_NO_WEIGHTS = np.empty(0)
+
+
 def _side_step_numba(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
-                     G_store, h_store, alpha: float = 0.0):
+                     G_store, h_store, alpha: float = 0.0, wts=None):
     """Compiled twin of :func:`_side_step_numpy`: draws into ``out`` (which holds the current rows,
-    read by the over-relaxation ``alpha``); False if a precision is not PD."""
+    read by the over-relaxation ``alpha``); False if a precision is not PD.  ``wts``: per-rating
+    precision multipliers in this side's CSR order (heteroscedastic noise), or None."""
     d = other_F.shape[1] + use_bias
     packed = other_F.shape[0] * d * (d + 1) * 4 <= _PACKED_MAX_BYTES
-    return _side_step_par(indptr, cols, vals, other_F, other_b, mu, use_bias, P, pm, tau, z, out, store,
-                          G_store, h_store, row_chunks(indptr), packed, float(alpha))
+    return _side_step_par(indptr, cols, vals, _NO_WEIGHTS if wts is None else wts, other_F, other_b, mu,
+                          use_bias, P, pm, tau, z, out, store, G_store, h_store, row_chunks(indptr), packed,
+                          float(alpha))
 
 
 def _residual_numba(by_user, by_item, mu, U, V, ub, vb, use_bias, ru, ri):

@@ -48,6 +48,13 @@ class _Side:
             kernels._group_by_rows(rows, cols, np.ascontiguousarray(vals, dtype=np.float64), self.indptr,
                                    self.cols, self.vals)
 
+    wts = None  # per-rating precision multipliers in CSR order (gibbs.noise), or None
+
+    def set_wts(self, w) -> None:
+        """New per-rating weights (heteroscedastic noise), given in input order."""
+        self.wts = np.ascontiguousarray(w[self.index.order], dtype=np.float64)
+        self.wts_obs = w
+
     def set_vals(self, vals) -> None:
         """New values of the same observations (the working response of :mod:`bayes_mf.gibbs.effects`)."""
         self.vals[:] = vals[self.index.order]

@@ -27,7 +27,7 @@ def build(est, res, r, problem, check, st, elapsed):
     sample_stats = {"train_rmse": stacked.pop("train_rmse")}
     extra_dims = {"pred_check": ["check"], "mu_u": ["factor"], "mu_v": ["factor"],
                   "time_item": ["time_item_level"], "time_user": ["time_user_level"],
-                  "cutpoints": ["cutpoint"]}
+                  "cutpoints": ["cutpoint"], "user_noise": ["user"], "item_noise": ["item"]}
     model = {"bpmf": "BPMF", "adaptive": "PMF (adaptive priors)", "fixed": "PMF (fixed priors)"}[st.prior]
     extras = [e for e, on in (("biases", st.biases), (f"implicit={est.implicit}", bool(
         _IMPLICIT[est.implicit]))) if on]
@@ -49,7 +49,9 @@ def build(est, res, r, problem, check, st, elapsed):
                "converged": "n/a" if res.converged is None else str(bool(res.converged)).lower(),
                "moves": int(st.moves),
                "noise": ("learned" if st.sigma is None else "fixed 1 (latent)" if est._ordinal
-                         else f"fixed {float(est.sigma):g}"), **attrs,
+                         else f"fixed {float(est.sigma):g}")
+               + (", heteroscedastic (user x item precision multipliers)" if st.heteroscedastic else ""),
+               **attrs,
                "implicit": str(est.implicit), "store_factors": int(st.store_factors),
                "sigma_u_note": "BPMF: sigma_u/sigma_v = root mean diagonal of the prior "
                                "covariance (used for unseen ids; prior mean ignored)"},

@@ -78,7 +78,8 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
                    global_mean: bool = True, implicit=False, implicit_bias: bool = False,
                    sigma: float | None = None, sigma_u: float = 1.0, sigma_v: float = 1.0,
                    sigma_bias: float = 1.0, gamma_prior: tuple = (1.0, 1.0), n_heldout: int = 5,
-                   likelihood: str = "gaussian", n_levels: int = 5, random_seed=None) -> PriorDraw:
+                   likelihood: str = "gaussian", n_levels: int = 5, heteroscedastic: bool = False,
+                   random_seed=None) -> PriorDraw:
     """Ratings drawn from the exact prior of ``GibbsPMF`` with the same options.
 
     The keyword arguments mean what they mean for
@@ -88,6 +89,8 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
     true mean rating (the linear predictor).  ``likelihood="ordinal"``:
     star ratings on ``n_levels`` levels (declared scale ``(1, n_levels)``),
     ``sigma`` ignored (the latent noise sd is 1), ``truth["cutpoints"]`` set.
+    ``heteroscedastic``: per-user and per-item noise precision multipliers
+    (:mod:`bayes_mf.gibbs.noise`), their shapes in ``truth["noise_shape_user"]`` / ``["noise_shape_item"]``.
     """
     from .estimator import _IMPLICIT, _PRIORS
 
@@ -135,7 +138,17 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
     if biases:
         eta += X["user"][user, k] + X["item"][item, k]
         truth["user_bias"], truth["item_bias"] = X["user"][:, k], X["item"][:, k]
-    rating = eta + rng.normal(0.0, truth["sigma"], eta.size)
+    noise = rng.normal(0.0, truth["sigma"], eta.size)
+    if heteroscedastic:  # drawn after the rest: the homoscedastic data sets are unchanged
+        from .noise import SHAPE_PRIOR
+
+        w = np.ones(eta.size)
+        for side, n, rows in (("user", n_users, user), ("item", n_items, item)):
+            a = rng.gamma(SHAPE_PRIOR[0], 1.0 / SHAPE_PRIOR[1])
+            truth[f"noise_shape_{side}"] = a
+            w *= rng.gamma(a, 1.0 / a, n)[rows]
+        noise /= np.sqrt(w)
+    rating = eta + noise
     scale = None
     if ordinal:
         from .ordinal import cutpoints_from_gaps
@@ -164,7 +177,7 @@ def simulate_prior(n_users: int = 20, n_items: int = 15, n_factors: int = 2, *, 
 
 
 #: what :func:`sbc_ranks` checks: name -> how to read it from a fit (and the truth)
-SBC_QUANTITIES = ("sigma", "mu", "sigma_b", "user_bias[0]", "heldout[0]", "cutpoints[-1]")
+SBC_QUANTITIES = ("sigma", "mu", "sigma_b", "user_bias[0]", "heldout[0]", "cutpoints[-1]", "noise_shape_user")
 
 
 def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 200, random_seed=0,
@@ -201,7 +214,7 @@ def sbc_ranks(n_reps: int, *, draws: int = 99, thin: int = 10, burn_in: int = 20
                        random_seed=int(fit_seed.generate_state(1)[0])).fit(sim.ratings)
         post = fit.result_["posterior"]
         row = {}
-        for name in ("sigma", "mu", "sigma_b"):
+        for name in ("sigma", "mu", "sigma_b", "noise_shape_user"):
             if name in sim.truth and name in post and not (name == "sigma" and "cutpoints" in sim.truth):
                 row[name] = int((post[name].to_numpy().ravel() < sim.truth[name]).sum())
         if "user_bias" in sim.truth:

@@ -163,6 +163,9 @@ class MovesMixin:
 
     def _rated_sum(self, side: str, b: np.ndarray) -> np.ndarray:
         """Per row of ``side``: the sum of ``b`` over the other side's rows it has ratings with."""
+        if self.weights is not None:  # weighted: sum of w_n b[cols[n]]
+            rows, cols = (self.item, self.user) if side == "item" else (self.user, self.item)
+            return np.bincount(rows, weights=self.weights * b[cols], minlength=len(self.counts[side]))
         if self.use_numba:
             by, out = self.by[side], np.empty(len(self.counts[side]))
             kernels._gather_sum(by.indptr, by.cols, b, out, kernels.row_chunks(by.indptr))
