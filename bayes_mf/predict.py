@@ -138,7 +138,8 @@ def noise_sd(d: PosteriorDraws, ucode, icode, rng=None) -> np.ndarray:
     if d.user_noise is None:
         return sigma
     prec = 1.0
-    for mult, shape, code in ((d.user_noise, d.noise_shape_user, ucode), (d.item_noise, d.noise_shape_item, icode)):
+    for mult, shape, code in ((d.user_noise, d.noise_shape_user, ucode),
+                              (d.item_noise, d.noise_shape_item, icode)):
         code = np.asarray(code, np.int64)
         m = mult[:, np.maximum(code, 0)]
         unseen = code < 0

@@ -81,11 +81,32 @@ def test_orbit_densities_match_the_joint():
              for t in ts]
     ours = [_swap_logp(t, alpha.size, au, alpha.sum(), beta.size, av, beta.sum()) for t in ts]
     np.testing.assert_allclose(np.diff(brute), np.diff(ours), rtol=1e-10)
-    # the shape a = e^t given the multipliers: Gamma(a, a) likelihood, its Gamma prior, Jacobian e^t
+
+
+def test_collapsed_shape_density_integrates_the_multipliers_out():
+    """log p(t = log a | residuals): each row's multiplier integrated out by quadrature; prior, Jacobian."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(2)
+    rows = [rng.normal(0.0, 0.8, n) for n in (1, 3, 6)]  # residuals e_ij of three rows
+    c = [rng.gamma(4.0, 0.3, e.size) for e in rows]  # tau * beta_j of each rating
     p, q = SHAPE_PRIOR
-    brute = [logg(alpha, math.exp(t)) + float(gamma.logpdf(math.exp(t), p, scale=1 / q)) + t for t in ts]
-    ours = [_shape_logp(t, alpha.size, float(np.log(alpha).sum()), float(alpha.sum())) for t in ts]
-    np.testing.assert_allclose(np.diff(brute), np.diff(ours), rtol=1e-10)
+
+    def brute(t):
+        a, total = math.exp(t), 0.0
+        for e, cj in zip(rows, c, strict=True):
+            def f(x, e=e, cj=cj, a=a):
+                return math.exp(float(norm.logpdf(e, 0.0, 1.0 / np.sqrt(cj * x)).sum())
+                                + float(gamma.logpdf(x, a, scale=1 / a)))
+            total += math.log(quad(f, 0.0, np.inf, limit=200)[0])
+        return total + float(gamma.logpdf(a, p, scale=1 / q)) + t
+
+    counts = np.array([e.size for e in rows], float)
+    S = np.array([float(cj @ (e * e)) for e, cj in zip(rows, c, strict=True)])
+    ts = [-0.5, 0.3, 1.0, 2.0]
+    ours = [_shape_logp(t, counts, S) for t in ts]
+    np.testing.assert_allclose(np.diff([brute(t) for t in ts]), np.diff(ours), rtol=1e-6)
 
 
 def test_sbc_heteroscedastic_is_calibrated():
@@ -129,7 +150,8 @@ def test_noisy_user_gets_low_precision_and_wide_intervals(noisy):
     assert width[0] > 3 * width[1] and np.isfinite(width[2])
     # the stored predictive and pointwise log likelihood use each pair's sd
     ll = fit.result_["log_likelihood"]["rating"].mean(("chain", "draw")).to_numpy()
-    users = fit.result_["constant_data"]["user_code"].to_numpy()[fit.result_["log_likelihood"]["obs"].to_numpy()]
+    obs = fit.result_["log_likelihood"]["obs"].to_numpy()
+    users = fit.result_["constant_data"]["user_code"].to_numpy()[obs]
     assert np.isfinite(ll).all() and ll[users == 0].mean() < ll[users != 0].mean() - 1.0
 
 

@@ -44,6 +44,9 @@ with one precision per column and feature group; all these precisions
 :math:`\sim \mathrm{Gamma}(a_0, b_0)` (``gamma_prior``) unless fixed.
 :math:`\mu \sim N(0, 100^2)`; noise precision
 :math:`\tau \sim \mathrm{Gamma}(a_0, b_0)` unless ``sigma`` is given.
+With ``heteroscedastic=True`` a rating's precision is :math:`\tau\alpha_i\beta_j`, a
+:math:`\mathrm{Gamma}(a, a)` multiplier per user and per item (:mod:`~bayes_mf.gibbs.noise`); every
+sum over ratings below then carries the weight :math:`w_{ij} = \alpha_i\beta_j`.
 
 Units: :class:`GibbsPMF` samples this model for ``R / rating_unit_`` (a
 power of ten, 1 for star ratings: :func:`bayes_mf.base.rating_unit`), so
@@ -137,7 +140,7 @@ factors.
 
 Where things live
 -----------------
-``kernels`` (compiled and NumPy twins of the per-row loops) · ``counter``
+``kernels`` (compiled per-row loops; ``numpy_kernels`` their NumPy twins) · ``counter``
 (counter-based normals) · ``layout`` (observations by side, feature matrices) ·
 ``inputs`` (options checked, feature tables to matrices) · ``priors``
 (hyperparameter conditionals) · ``moves`` (exact ridge moves) · ``effects``
@@ -150,7 +153,8 @@ run of sweeps) · ``parallel`` (in-process or worker processes) ·
 ``prior="fixed"``/``"adaptive"``) · ``ordinal`` (``likelihood="ordinal"``: ordered
 probit by data augmentation, learned cut-points; the Gaussian core above then runs on the
 latent ratings with :math:`\tau = 1`) · ``ordinal_kernels`` (its compiled passes) ·
-``ordinal_predict`` (star probabilities, medians, star sets).
+``ordinal_predict`` (star probabilities, medians, star sets) · ``noise``
+(``heteroscedastic=True``: per-user and per-item noise precisions).
 """
 
 # the private kernels and layouts are re-exported for the tests and benchmarks that drive them directly

@@ -221,7 +221,8 @@ class Sweeper(MovesMixin):
         else:
             X[...] = kernels._side_step_numpy(by, other_F, other_b, s.mu, self.ub, P, pm, s.tau, z,
                                               G if store else None, h if store else None, X,
-                                              -self.st.overrelax, by.wts_obs if self.weights is not None else None)
+                                              -self.st.overrelax,
+                                              by.wts_obs if self.weights is not None else None)
         return X.copy() if f is None else self._feature_steps(s, side, P, m)
 
     def _prior_rows(self, s: ChainState, side: str, m) -> np.ndarray:

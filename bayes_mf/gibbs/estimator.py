@@ -350,15 +350,11 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
         y : array-like, optional
             Ratings of the rows of ``X`` when ``X`` holds only (user, item) pairs.
         user_features, item_features : DataFrame, optional
-            Side information indexed by the original user/item ids (numeric
-            columns; ids missing from the table get zeros).  Each column
-            :math:`l` adds :math:`A_{il} W_l` to the effective vector
-            (:math:`W_l` has its own factor and bias part).  One Gamma prior
-            per column of :math:`W` and *group* of feature columns: with
-            two-level columns ``(group, level)`` each first level is a group
-            (:func:`bayes_mf.sideinfo.movielens_features` builds such tables),
-            else the whole table is one.  Scale the columns yourself (e.g.
-            one-hot rows divided by their norm).
+            Side information indexed by the original ids (numeric columns; missing ids get zeros).
+            Column :math:`l` adds :math:`A_{il} W_l` to the effective vector; one Gamma prior per
+            column of :math:`W` and *group* of columns (two-level columns ``(group, level)``: each
+            first level, as :func:`bayes_mf.sideinfo.movielens_features` builds; else one group).
+            Scale the columns yourself (e.g. one-hot rows divided by their norm).
         **ratings_kw
             Passed to :meth:`Ratings.coerce`; unknown names raise ``TypeError``.
         """

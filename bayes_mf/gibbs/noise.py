@@ -14,7 +14,8 @@ noise sd; a rating of user *i* on item *j* has sd
 :math:`\sigma / \sqrt{\alpha_i \beta_j}`.
 
 Given the rest, with :math:`e_{ij} = R_{ij} - \eta_{ij}` (time effects included)
-and :math:`n_i` user *i*'s ratings,
+and :math:`n_i` user *i*'s ratings, the shape is drawn with the multipliers integrated
+out (:func:`_shape_logp`), then
 
 .. math::
 
@@ -24,8 +25,8 @@ and :math:`n_i` user *i*'s ratings,
 (items alike).  Everything else in the sweep sees the weights
 :math:`w_{ij} = \alpha_i\beta_j`: the rows' Gram matrices and right-hand sides,
 the residual sums of the mean, bias and effect draws and of the scale moves
-(their "counts" become :math:`\sum w`).  The shapes :math:`a` are slice-sampled
-on :math:`\log a`.  :math:`\tau` and a side's multipliers trade along
+(their "counts" become :math:`\sum w`).  The shapes are slice-sampled on
+:math:`\log a`.  :math:`\tau` and a side's multipliers trade along
 :math:`(\tau, \alpha) \to (\tau/g, g\alpha)`, which leaves every weight times
 :math:`\tau` unchanged; a generalised Gibbs step (Liu & Sabatti 2000) draws
 :math:`t = \log g` from
@@ -73,10 +74,18 @@ def initial_noise(problem: dict, rng) -> NoiseState:
     return NoiseState(mult, shape)
 
 
-def _shape_logp(t: float, n: int, sum_log: float, sum_m: float) -> float:
+def _shape_logp(t: float, counts: np.ndarray, S: np.ndarray) -> float:
+    r"""Log density of :math:`t = \log a` with the side's multipliers integrated out.
+
+    Row *i* with :math:`n_i` ratings and :math:`S_i = \tau\sum_j \beta_j e_{ij}^2` contributes
+    :math:`\int \prod_j N(e_{ij} \mid 0, (\tau\alpha\beta_j)^{-1})\,\mathrm{Gamma}(\alpha; a, a)\,d\alpha
+    \propto \frac{\Gamma(a + n_i/2)}{\Gamma(a)}\,\frac{a^a}{(a + S_i/2)^{a + n_i/2}}`.
+    """
     a = math.exp(t)
     p, q = SHAPE_PRIOR
-    return n * (a * t - gammaln(a)) + (a - 1.0) * sum_log - a * sum_m + (p - 1.0) * t - q * a + t
+    h = a + 0.5 * counts
+    lik = float(np.sum(gammaln(h) - h * np.log(a + 0.5 * S))) + counts.size * (a * t - gammaln(a))
+    return lik + (p - 1.0) * t - q * a + t
 
 
 def _scale_logp(t: float, n: int, a: float, sum_m: float, tau: float, a0: float, b0: float) -> float:
@@ -110,19 +119,24 @@ class Noise:
         e = sw.rating - sw.linear_predictor(s)
         q = s.tau * e * e
         m = s.noise.mult
-        for side, other, rows, cols in (("user", "item", sw.user, sw.item), ("item", "user", sw.item, sw.user)):
-            a = s.noise.shape[side]
-            ss = np.bincount(rows, weights=q * m[other][cols], minlength=self.n[side])
-            m[side] = s.rng.gamma(a + 0.5 * self.n_obs_rows[side]) / (a + 0.5 * ss)
+        for side, other, rows, cols in (("user", "item", sw.user, sw.item),
+                                        ("item", "user", sw.item, sw.user)):
+            # (a, multipliers) as one block: a with the multipliers integrated out, then they given a.
+            # Drawn in turn, a crawled along the funnel of many rows with few ratings each (a u1 run:
+            # the item shape was the last quantity to converge)
+            S = np.bincount(rows, weights=q * m[other][cols], minlength=self.n[side])
+            counts = self.n_obs_rows[side]
+            t = slice_draw(s.rng, lambda t, c=counts, S=S: _shape_logp(t, c, S),
+                           math.log(s.noise.shape[side]))
+            a = s.noise.shape[side] = math.exp(t)
+            m[side] = s.rng.gamma(a + 0.5 * counts) / (a + 0.5 * S)
         a0, b0 = self.st.gamma_prior
         for side in SIDES:
             x, n = m[side], self.n[side]
-            sum_log, sum_m = float(np.log(x).sum()), float(x.sum())
-            t = slice_draw(s.rng, lambda t: _shape_logp(t, n, sum_log, sum_m), math.log(s.noise.shape[side]))
-            s.noise.shape[side] = math.exp(t)
+            sum_m = float(x.sum())
             if self.st.sigma is None:
                 a = s.noise.shape[side]
-                g = slice_draw(s.rng, lambda t: _scale_logp(t, n, a, sum_m, s.tau, a0, b0))
+                g = slice_draw(s.rng, lambda t, n=n, a=a, sm=sum_m: _scale_logp(t, n, a, sm, s.tau, a0, b0))
                 m[side] = x * math.exp(g)
                 s.tau *= math.exp(-g)
         # and the two sides against each other: (alpha, beta) -> (g alpha, beta / g), same weights
@@ -133,8 +147,9 @@ class Noise:
         self.set_weights(sw, s)
 
     def empty(self, n_keep: int) -> dict:
-        return {"user_noise": np.empty((n_keep, self.n["user"])), "item_noise": np.empty((n_keep, self.n["item"])),
-                "noise_shape_user": np.empty(n_keep), "noise_shape_item": np.empty(n_keep)}
+        out = {f"{side}_noise": np.empty((n_keep, self.n[side])) for side in SIDES}
+        out.update({f"noise_shape_{side}": np.empty(n_keep) for side in SIDES})
+        return out
 
     def record(self, s, out: dict, row: int) -> None:
         for side in SIDES:

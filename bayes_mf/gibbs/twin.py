@@ -26,8 +26,8 @@ cut-points :math:`\gamma = (0, \gamma_1 + e^{\alpha_2}, \dots)` and log gaps
 ``cutpoints`` is a deterministic over the ``cutpoint`` dim.  MAP, ADVI and
 NUTS all run on it (``pm.find_MAP``, ``pm.fit``, ``pm.sample``).
 
-BPMF's Normal-Wishart prior, the implicit/side features and the time effects
-have no twin
+BPMF's Normal-Wishart prior, the implicit/side features, the time effects and
+heteroscedastic noise have no twin
 here: they raise ``NotImplementedError``.
 """
 
@@ -77,6 +77,9 @@ def pymc_model(est, ratings, *, parametrization: str = "noncentered", ordinal_li
     if getattr(est, "time_effects", None) not in (None, False, "none"):
         raise NotImplementedError("no PyMC twin of a model with time effects (tests/test_time_effects.py "
                                   "checks them against a brute-force posterior instead)")
+    if getattr(est, "heteroscedastic", False):
+        raise NotImplementedError("no PyMC twin of heteroscedastic noise (tests/test_noise.py checks it "
+                                  "by SBC and against the written-out conditionals instead)")
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     from sklearn.base import clone
