@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"comma-separated methods (default {DEFAULT_METHODS}); "
                         "known: mean, baseline, als, gd, map, laplace, pathfinder, advi, advi-lowrank, nuts, "
                         "gibbs, gibbs-implicit, gibbs-side (ml-100k: + user/item attributes), "
-                        "gibbs-time (+ per-user day biases; needs timestamps), gibbs-full (both), "
-                        "gibbs-ordinal")
+                        "gibbs-time (+ per-user day biases; needs timestamps), "
+                        "gibbs-full (both, + per-user and per-item noise), gibbs-ordinal")
     c.add_argument("--reference", default=None, metavar="METHOD",
                    help="measure every other method against this posterior (e.g. gibbs): predictive "
                         "means in reference sds, sd ratio, coverage of its intervals, the same for the "
