@@ -233,7 +233,8 @@ def sampler_health(dt) -> dict:
 
 def log_likelihood(dt, *, max_draws: int | None = 500):
     """Add a ``log_likelihood`` group: Gaussian log density of each training rating
-    per posterior draw, :math:`\\log N(R_n \\mid \\mathrm{link}(\\eta_n), \\sigma^2)`.
+    per posterior draw, :math:`\\log N(R_n \\mid \\mathrm{link}(\\eta_n), \\sigma_n^2)` (each
+    pair's noise sd: :math:`\\sigma`, or per user and item with heteroscedastic noise).
 
     Memory is draws x observations floats; ``max_draws`` thins evenly.
     Returns a new DataTree (the input is not modified) whose posterior is

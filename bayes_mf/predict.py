@@ -5,7 +5,10 @@ Every sampling method (NUTS, ADVI, Gibbs) reduces its posterior to a
 
 .. math::
     \eta_{ij} = \mu + b_i + c_j + U_i^\top V_j,\qquad
-    R_{ij} \sim N(\mathrm{link}(\eta_{ij}),\ \sigma^2)
+    R_{ij} \sim N(\mathrm{link}(\eta_{ij}),\ \sigma_{ij}^2)
+
+(:math:`\sigma_{ij} = \sigma`, or :math:`\sigma/\sqrt{\alpha_i\beta_j}` with the per-user and
+per-item noise multipliers of ``GibbsPMF(heteroscedastic=True)``)
 
 -- and :func:`posterior_predictive` turns them into per-pair mean, sd and a
 central interval of the posterior predictive (noise included).  A point
@@ -132,7 +135,9 @@ def noise_sd(d: PosteriorDraws, ucode, icode, rng=None) -> np.ndarray:
     """The noise sd of each pair in every draw, (S, 1) or (S, P) (heteroscedastic noise).
 
     An unseen user's (item's) multiplier is drawn from its Gamma(a, a) prior
-    with that draw's shape, or set to the prior mean 1 when ``rng`` is None.
+    with that draw's shape, or set to the prior mean 1 when ``rng`` is None
+    (right for training pairs, which have no unseen ids; a held-out density of
+    an unseen id would need the multiplier integrated out, a Student-t).
     """
     sigma = np.asarray(d.sigma, float).reshape(-1, 1)
     if d.user_noise is None:
@@ -197,7 +202,8 @@ def posterior_predictive(
         Central probability of the reported interval (default 0.9).
     include_noise : bool
         If true (default) intervals and sd are those of a new rating
-        :math:`R^\ast = \mathrm{link}(\eta) + \sigma\varepsilon`; if false,
+        :math:`R^\ast = \mathrm{link}(\eta) + \sigma_{ij}\varepsilon` (the pair's noise sd,
+        :func:`noise_sd`); if false,
         of the mean rating :math:`\mathrm{link}(\eta)` only.
     random_seed
         Seeds the noise draws (and prior draws for unseen ids).

@@ -256,7 +256,8 @@ def build_result(
 def pointwise_log_likelihood(d: PosteriorDraws, ucode, icode, y) -> tuple[np.ndarray, np.ndarray]:
     r"""Log density of observed ratings per draw, and the predictive mean on the model scale.
 
-    :math:`\log N(t(R_n) \mid \mathrm{link}(\eta_n), \sigma^2)` plus the
+    :math:`\log N(t(R_n) \mid \mathrm{link}(\eta_n), \sigma_n^2)` (:math:`\sigma_n`: the pair's
+    noise sd, :func:`~bayes_mf.predict.noise_sd`) plus the
     log-Jacobian of :math:`t` for the logistic link (ratings mapped to
     [0, 1]), so that it is the density of the rating itself.
 

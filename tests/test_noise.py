@@ -26,11 +26,15 @@ def _weighted_conditional(rows, cols, vals, w, n_rows, F, b, P, pm, mu, tau):
     return out
 
 
-@pytest.mark.parametrize("family", ["numba", "numpy"])
-def test_weighted_side_step_is_the_weighted_conditional(family):
-    """With per-rating weights w the row draw is N(G^-1 h, G^-1), G = P + tau sum w x x^T, in both kernels."""
-    if family == "numba" and not kernels.HAVE_NUMBA:
+@pytest.mark.parametrize("family", ["numba", "numba-unpacked", "numpy"])
+def test_weighted_side_step_is_the_weighted_conditional(family, monkeypatch):
+    """With per-rating weights w the row draw is N(G^-1 h, G^-1), G = P + tau sum w x x^T, in both kernels
+    (the compiled one with and without its table of packed outer products)."""
+    if family != "numpy" and not kernels.HAVE_NUMBA:
         pytest.skip("numba not installed")
+    if family == "numba-unpacked":
+        monkeypatch.setattr(kernels, "_PACKED_MAX_BYTES", 0)
+        family = "numba"
     rng = np.random.default_rng(0)
     n_rows, n_other, k = 5, 7, 2
     rows = np.repeat(np.arange(n_rows), 4)

@@ -46,7 +46,8 @@ with one precision per column and feature group; all these precisions
 :math:`\tau \sim \mathrm{Gamma}(a_0, b_0)` unless ``sigma`` is given.
 With ``heteroscedastic=True`` a rating's precision is :math:`\tau\alpha_i\beta_j`, a
 :math:`\mathrm{Gamma}(a, a)` multiplier per user and per item (:mod:`~bayes_mf.gibbs.noise`); every
-sum over ratings below then carries the weight :math:`w_{ij} = \alpha_i\beta_j`.
+sum over ratings below then carries the weight :math:`w_{ij} = \alpha_i\beta_j` (a count :math:`n`
+becomes :math:`\sum w`), except the shape :math:`a_0 + n/2` of :math:`\tau`, which keeps the plain count.
 
 Units: :class:`GibbsPMF` samples this model for ``R / rating_unit_`` (a
 power of ten, 1 for star ratings: :func:`bayes_mf.base.rating_unit`), so

@@ -269,7 +269,8 @@ class Sweeper(MovesMixin):
             raise FloatingPointError(f"non positive-definite {side}-feature precision matrix")
 
     def noise_and_mean(self, s: ChainState) -> float:
-        """Draw mu and tau (step 4); return the residual sum of squares at the new mu."""
+        """Draw mu and tau (step 4); return the residual sum of squares at the new mu (weighted, with
+        heteroscedastic noise)."""
         k = self.k
         Xu, Xv = s.X["user"], s.X["item"]
         Uf, Vf = np.ascontiguousarray(Xu[:, :k]), np.ascontiguousarray(Xv[:, :k])
@@ -327,7 +328,8 @@ class Sweeper(MovesMixin):
                                                             Wg.shape[0])
 
     def sweep(self, s: ChainState) -> float:
-        """One full sweep; returns the residual sum of squares of the new state.
+        """One full sweep; returns the residual sum of squares of the new state (weighted, with
+        heteroscedastic noise: :func:`_record` recomputes the plain one).
 
         The compiled kernels run on ``st.threads`` threads during the sweep;
         the sweep counter of ``s`` (which keys its normals) moves on by one.

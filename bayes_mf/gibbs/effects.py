@@ -31,7 +31,10 @@ conditionally independent,
 
 .. math::
     e_{f,g} \mid \cdot \sim N\Bigl(\frac{\tau \sum_{n: g_f(n)=g} r_n}{\tau n_g + \lambda_f},\
-        \frac{1}{\tau n_g + \lambda_f}\Bigr);
+        \frac{1}{\tau n_g + \lambda_f}\Bigr)
+
+(with heteroscedastic noise, :mod:`bayes_mf.gibbs.noise`, :math:`n_g` and the sum carry the
+ratings' weights: :math:`\sum w_n` and :math:`\sum w_n r_n`);
 
 *precision*: :math:`\lambda_f \mid \cdot \sim \mathrm{Gamma}(a_0 + L_f/2,\ b_0 +
 \tfrac12\sum_g e_{f,g}^2)` over its :math:`L_f` levels (always learned, whatever ``prior``);

@@ -210,9 +210,9 @@ if HAVE_NUMBA:
                         else:
                             q = 0
                             for a in range(d):
-                                xa = wn * X[c, a]
+                                xa = X[c, a]
                                 for b in range(a + 1):
-                                    Gp[q + b] += xa * X[c, b]
+                                    Gp[q + b] += wn * (xa * X[c, b])  # as packed: w (x_a x_b)
                                 q += a + 1
                     elif packed:
                         for q in range(nt):

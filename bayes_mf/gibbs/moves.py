@@ -64,7 +64,8 @@ The likelihood does change; in :math:`t = \log g` (Haar measure
         - b_0\lambda_b e^{-2t},\qquad \delta = e^t - 1,
 
 with :math:`A = \sum_i n_i b_i^2`, :math:`B = \sum_i b_i \sum_{j\in\Omega_i} r_{ij}`
-(residuals :math:`r`).  One slice-sampling update (Neal 2003, fixed width
+(residuals :math:`r`; under heteroscedastic noise :math:`n_i = \sum_j w_{ij}` and the
+residuals are weighted, :math:`\sum_j w_{ij} r_{ij}`).  One slice-sampling update (Neal 2003, fixed width
 in :math:`t`, so the kernel commutes with the group action as Liu &
 Sabatti's Theorem 2 asks) draws :math:`t`.  Only the *own* biases move; the
 bias part of feature vectors stays.
