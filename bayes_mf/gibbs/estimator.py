@@ -33,8 +33,7 @@ _DEPRECATED = "deprecated"
 class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
     r"""Blocked Gibbs sampler for PMF / BPMF with biases and implicit feedback.
 
-    The maths (model, priors, the exact conditional of every block) is in the
-    module docstring of :mod:`bayes_mf.gibbs`.
+    The maths (model, priors, the exact conditional of every block): the docstring of :mod:`bayes_mf.gibbs`.
 
     Parameters
     ----------
@@ -81,10 +80,9 @@ class GibbsPMF(OrdinalMixin, TimeEffectsMixin, BayesianEstimator):
     time_bins : int
         Equal-width bins of the training period for the item effects.
     heteroscedastic : bool
-        A noise precision multiplier per user and per item, each
-        :math:`\mathrm{Gamma}(a, a)` with a learned shape
-        (:mod:`bayes_mf.gibbs.noise`): a rating's sd is
-        :math:`\sigma/\sqrt{\alpha_i\beta_j}`, and intervals follow it.  Gaussian likelihood only.
+        A noise precision multiplier per user and per item, :math:`\mathrm{Gamma}(a, a)` with learned
+        shapes (:mod:`bayes_mf.gibbs.noise`): a rating's sd is :math:`\sigma/\sqrt{\alpha_i\beta_j}`,
+        and intervals follow it.  Gaussian likelihood only.
     likelihood : {"gaussian", "ordinal"}
         ``"ordinal"``: ordered probit for integer star ratings, by data
         augmentation with learned cut-points (:mod:`bayes_mf.gibbs.ordinal`;
