@@ -128,8 +128,10 @@ def test_bounds_split_rows_by_ratings():
 def test_bad_combinations_raise(sim, client):
     with pytest.raises(ValueError, match="client is used only with backend='dask'"):
         _fit(sim, backend="numba", client=client)
-    with pytest.raises(ValueError, match="does not support time effects or the ordinal likelihood"):
+    with pytest.raises(ValueError, match="heteroscedastic noise or the ordinal likelihood"):
         _fit(sim, backend="dask", client=client, likelihood="ordinal")
+    with pytest.raises(ValueError, match="does not support time effects, heteroscedastic noise"):
+        _fit(sim, backend="dask", client=client, heteroscedastic=True)
     with pytest.raises(ValueError, match="does not support time effects"):
         _fit(sim, backend="dask", client=client, time_effects="user")
     with pytest.raises(ValueError, match="client must be None, a scheduler address or a distributed"):
